@@ -1,0 +1,13 @@
+"""ccsc-reid: the CCSC loss for person re-identification as a torchreid plugin.
+
+Importing the package registers ``resnet50_ccsc`` in torchreid's model factory and the plugin's
+datasets with ``register_image_dataset``; importing it again changes nothing.
+"""
+
+from .datasets import register_datasets
+from .model import register_models
+
+__version__ = "0.1.0"
+
+register_models()
+register_datasets()

@@ -1,0 +1,82 @@
+"""Checkpoints: written atomically, read with ``weights_only=True`` (an untrusted file cannot run code).
+
+A checkpoint is a dict of tensors, state dicts and plain Python values only (no numpy scalars), so
+``torch.load(weights_only=True)`` accepts it on torch >= 2.6, unlike torchreid's own files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_DIR = "checkpoints"
+_EPOCH_FILE = re.compile(r"epoch-(\d+)\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A file is not a checkpoint this plugin can load safely."""
+
+
+def checkpoint_path(save_dir: str | Path, epoch: int) -> Path:
+    """Where the checkpoint taken after ``epoch`` epochs lives in a run folder."""
+    return Path(save_dir) / CHECKPOINT_DIR / f"epoch-{epoch:03d}.pt"
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(tmp_path)``, then rename into place, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Atomically ``torch.save`` ``state`` to ``path``."""
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint on the CPU with ``weights_only=True``; a clear error if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {path} does not exist. Train one with `ccsc-reid train RECIPE`.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"{path} is not a checkpoint this plugin can load safely ({type(error).__name__}: {error}). "
+            "Only files written by `ccsc-reid train` (tensors and plain values) are accepted."
+        ) from error
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise CheckpointError(f"{path} holds no 'state_dict': it is not a ccsc-reid or torchreid checkpoint.")
+    return state
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint with the highest epoch in a run folder (or the file itself if given one)."""
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        return run_dir
+    found = sorted(
+        (int(m.group(1)), p) for p in (run_dir / CHECKPOINT_DIR).glob("epoch-*.pt") if (m := _EPOCH_FILE.search(p.name))
+    )
+    if not found:
+        raise FileNotFoundError(f"No checkpoints under {run_dir / CHECKPOINT_DIR}; nothing to resume.")
+    return found[-1][1]
+
+
+def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the ``module.`` prefix that DataParallel / DDP add, so weights load into a bare model."""
+    return {key.removeprefix("module."): value for key, value in state_dict.items()}

@@ -1,0 +1,288 @@
+"""Recipes: torchreid's lowercase yacs sections plus a ``loss`` section, loaded from YAML.
+
+A recipe may name ``_base_`` (a path, or a list of paths, relative to the recipe file); its keys
+are merged over the base. Keys are strict: an unknown key is an error naming it and the nearest
+valid key. ``--set section.key=value`` overrides apply last. Defaults are the paper's Sec. 4.2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yacs.config import CfgNode as CN
+
+BASE_KEY = "_base_"
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with 1.2 booleans: only true/false are bools, so ``amp: off`` stays the string "off"."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _load_yaml(text: str):
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
+class RecipeError(ValueError):
+    """A recipe or override is wrong; the message names the key and what to do."""
+
+
+def get_default_config() -> CN:
+    """All valid keys with the paper's settings (ResNet-50, 384x128, P=16 x K=4, Adam, warm-up)."""
+    cfg = CN()
+
+    cfg.experiment = CN()
+    cfg.experiment.name = ""  # run name; the output folder defaults to data.save_dir
+    cfg.experiment.method = ""  # e.g. "softmax+ccsc"; written to result.json
+    cfg.experiment.paper_cell = ""  # e.g. "Table 1 / Market-1501 / softmax+CCSC"
+    cfg.experiment.notes = ""
+
+    cfg.model = CN()
+    cfg.model.name = "resnet50_ccsc"
+    cfg.model.pretrained = True  # ImageNet init (paper)
+    cfg.model.pretrained_path = ""  # local ImageNet weights; empty = timm hub
+    cfg.model.allow_random_init = False  # fall back to random init when no weights can be had
+    cfg.model.load_weights = ""  # start from a trained checkpoint (weights only)
+    cfg.model.resume = ""  # resume a run: checkpoint file or run folder
+
+    cfg.data = CN()
+    cfg.data.type = "image"
+    cfg.data.root = "reid-data"
+    cfg.data.sources = ["market1501"]
+    cfg.data.targets = []  # empty = same as sources
+    cfg.data.workers = 4
+    cfg.data.split_id = 0
+    cfg.data.height = 384
+    cfg.data.width = 128
+    cfg.data.combineall = False
+    cfg.data.transforms = ["random_flip", "random_erase"]
+    cfg.data.norm_mean = [0.485, 0.456, 0.406]
+    cfg.data.norm_std = [0.229, 0.224, 0.225]
+    cfg.data.save_dir = "log/run"
+    cfg.data.cuhk03_labeled = False
+    cfg.data.cuhk03_classic_split = False  # False = the 767/700 protocol
+    cfg.data.market1501_500k = False
+    cfg.data.synthcam = CN()  # size of the generated set (data.sources: [synthcam])
+    cfg.data.synthcam.num_train_ids = 40
+    cfg.data.synthcam.num_test_ids = 20
+    cfg.data.synthcam.num_cams = 4
+    cfg.data.synthcam.images_per_cam = 3
+    cfg.data.synthcam.height = 128
+    cfg.data.synthcam.width = 64
+    cfg.data.synthcam.seed = 0
+
+    cfg.sampler = CN()
+    cfg.sampler.train_sampler = "RandomIdentitySampler"
+    cfg.sampler.num_instances = 4  # K
+
+    cfg.train = CN()
+    cfg.train.optim = "adam"
+    cfg.train.lr = 3.5e-4
+    cfg.train.weight_decay = 5e-4
+    cfg.train.max_epoch = 100
+    cfg.train.start_epoch = 0
+    cfg.train.batch_size = 64  # P x K = 16 x 4
+    cfg.train.fixbase_epoch = 0
+    cfg.train.open_layers = ["classifier"]
+    cfg.train.lr_scheduler = "warmup_multistep"
+    cfg.train.stepsize = [35, 55]
+    cfg.train.gamma = 0.1
+    cfg.train.warmup_epochs = 5
+    cfg.train.warmup_start_lr = 3.5e-5
+    cfg.train.print_freq = 20
+    cfg.train.seed = 1
+    cfg.train.amp = "off"  # off | bf16 | fp16
+    cfg.train.channels_last = False
+
+    cfg.adam = CN()
+    cfg.adam.beta1 = 0.9
+    cfg.adam.beta2 = 0.999
+
+    cfg.loss = CN()
+    cfg.loss.softmax = CN()
+    cfg.loss.softmax.weight = 1.0
+    cfg.loss.softmax.label_smooth = False  # the paper uses plain softmax cross-entropy
+    cfg.loss.ccsc = CN()
+    cfg.loss.ccsc.weight = 1.5  # lambda (paper Sec. 4.2)
+    cfg.loss.ccsc.cross_camera = True  # False = Table 2's "without constraint"
+    cfg.loss.ccsc.include_self = True  # only used when cross_camera=False (Algorithm 1 keeps i = j)
+    cfg.loss.triplet = CN()
+    cfg.loss.triplet.weight = 0.0
+    cfg.loss.triplet.margin = 0.3
+    cfg.loss.center = CN()
+    cfg.loss.center.weight = 0.0
+    cfg.loss.center.alpha = 0.5
+
+    cfg.test = CN()
+    cfg.test.batch_size = 128
+    cfg.test.dist_metric = "euclidean"
+    cfg.test.normalize_feature = False
+    cfg.test.ranks = [1, 5, 10, 20]
+    cfg.test.eval_freq = -1
+    cfg.test.start_eval = 0
+    cfg.test.rerank = False
+
+    cfg.use_gpu = True  # used only when CUDA is available
+    return cfg
+
+
+def _flat_keys(node: CN, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in node.items():
+        full = f"{prefix}{key}"
+        keys.append(full)
+        if isinstance(value, CN):
+            keys.extend(_flat_keys(value, full + "."))
+    return keys
+
+
+def _nearest_key(full_key: str, valid: list[str]) -> str:
+    """The valid key closest to ``full_key``: same leaf name first (a misplaced key), then spelling."""
+    leaf = full_key.rsplit(".", 1)[-1]
+    same_leaf = [key for key in valid if key.rsplit(".", 1)[-1] == leaf]
+    return (same_leaf or difflib.get_close_matches(full_key, valid, n=1, cutoff=0.0) or ["?"])[0]
+
+
+def _coerce(full_key: str, value: Any, default: Any, origin: str) -> Any:
+    """Check ``value`` against the default's type (int -> float allowed, tuple -> list)."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        if isinstance(value, str):  # PyYAML reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, (list, tuple)):
+        value = [value] if isinstance(value, str) and all(isinstance(d, str) for d in default) else value
+        ok = isinstance(value, (list, tuple))
+        value = list(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise RecipeError(
+            f"{origin}: key '{full_key}' expects {type(default).__name__} (default {default!r}), "
+            f"got {type(value).__name__} {value!r}."
+        )
+    return value
+
+
+def merge_strict(cfg: CN, data: Mapping[str, Any], origin: str) -> None:
+    """Merge a nested mapping into ``cfg``; unknown keys and wrong types raise RecipeError."""
+    valid = _flat_keys(cfg)
+
+    def merge(node: CN, values: Mapping[str, Any], prefix: str) -> None:
+        for key, value in values.items():
+            full = f"{prefix}{key}"
+            if key not in node:
+                raise RecipeError(f"{origin}: unknown key '{full}'. Did you mean '{_nearest_key(full, valid)}'?")
+            if isinstance(node[key], CN):
+                if not isinstance(value, Mapping):
+                    raise RecipeError(f"{origin}: '{full}' is a section; give it a mapping of keys, not {value!r}.")
+                merge(node[key], value, full + ".")
+            else:
+                node[key] = _coerce(full, value, node[key], origin)
+
+    merge(cfg, data, "")
+
+
+def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML recipe and its ``_base_`` chain into one nested dict (child keys win)."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise RecipeError(f"{path}: _base_ cycle through {' -> '.join(str(p) for p in _seen)}.")
+    if not path.is_file():
+        raise RecipeError(f"Recipe {path} does not exist. List the shipped ones with `ccsc-reid recipes`.")
+    data = _load_yaml(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a YAML mapping of sections, got {type(data).__name__}.")
+    bases = data.pop(BASE_KEY, [])
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        _deep_update(merged, read_recipe(path.parent / base, _seen + (path,)))
+    _deep_update(merged, data)
+    return merged
+
+
+def _deep_update(target: dict, source: Mapping) -> None:
+    for key, value in source.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """``'train.lr=1e-3'`` -> ``{'train': {'lr': 0.001}}`` (the value is parsed as YAML)."""
+    if "=" not in item:
+        raise RecipeError(f"--set expects section.key=value, got {item!r}.")
+    key, raw = item.split("=", 1)
+    value = _load_yaml(raw) if raw.strip() else ""
+    nested: dict[str, Any] = {}
+    node = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return nested
+
+
+def load_config(recipe: str | Path | None = None, overrides: Iterable[str] = ()) -> CN:
+    """Defaults, then the recipe (with its bases), then ``--set`` overrides; checked and frozen."""
+    cfg = get_default_config()
+    if recipe is not None:
+        merge_strict(cfg, read_recipe(recipe), origin=str(recipe))
+    for item in overrides:
+        merge_strict(cfg, parse_override(item), origin=f"--set {item}")
+    validate(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def validate(cfg: CN) -> None:
+    """Reject impossible values before any training starts; each message names the key."""
+    problems = []
+    if cfg.train.batch_size % cfg.sampler.num_instances and cfg.sampler.train_sampler == "RandomIdentitySampler":
+        problems.append(
+            f"train.batch_size ({cfg.train.batch_size}) must be divisible by sampler.num_instances "
+            f"({cfg.sampler.num_instances}): a batch is P identities x K images."
+        )
+    for key in ("loss.softmax.weight", "loss.ccsc.weight", "loss.triplet.weight", "loss.center.weight"):
+        section, name, field = key.split(".")
+        if cfg[section][name][field] < 0:
+            problems.append(f"{key} must be >= 0, got {cfg[section][name][field]}.")
+    if cfg.train.max_epoch > 0 and cfg.train.warmup_epochs >= cfg.train.max_epoch:
+        problems.append(
+            f"train.warmup_epochs ({cfg.train.warmup_epochs}) must be shorter than train.max_epoch "
+            f"({cfg.train.max_epoch})."
+        )
+    if cfg.train.amp not in ("off", "bf16", "fp16"):
+        problems.append(f"train.amp must be one of off, bf16, fp16; got {cfg.train.amp!r}.")
+    positive = {
+        "train.lr": cfg.train.lr,
+        "train.batch_size": cfg.train.batch_size,
+        "sampler.num_instances": cfg.sampler.num_instances,
+        "data.height": cfg.data.height,
+        "data.width": cfg.data.width,
+        "test.batch_size": cfg.test.batch_size,
+    }
+    problems += [f"{key} must be > 0, got {value}." for key, value in positive.items() if value <= 0]
+    if problems:
+        raise RecipeError("Invalid recipe:\n  " + "\n  ".join(problems))

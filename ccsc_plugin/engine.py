@@ -1,0 +1,213 @@
+"""``ImageCCSCEngine``: torchreid's ``Engine`` with L = w_id L_id + lambda L_ccsc (+ w_t L_tri) (+ w_c L_center).
+
+Every row of the paper's tables runs through this one engine: the softmax baseline is lambda = 0,
+"+ triplet" sets the triplet weight, and so on. Each configured term is logged by name.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from . import metrics
+from ._torchreid import torchreid
+from .losses import CCSCLoss, CenterLoss, CrossEntropyLoss, TripletLoss
+
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class ImageCCSCEngine(torchreid.engine.Engine):
+    """Image re-ID engine for the CCSC paper; the model must return ``(logits, features)`` in train mode.
+
+    Args:
+        datamanager: a torchreid ``ImageDataManager`` (batches carry ``camid``).
+        model, optimizer, scheduler: as for torchreid's ``ImageSoftmaxEngine``.
+        weight_id, label_smooth: softmax (ID) term.
+        weight_ccsc, cross_camera, include_self: CCSC term (``weight_ccsc=0`` is the baseline).
+        weight_triplet, margin: torchreid's hard-mining triplet term.
+        weight_center, center_alpha: Wen et al.'s centre loss and its centre update rate.
+        amp: ``"off"``, ``"bf16"`` or ``"fp16"`` autocast (fp16 uses a grad scaler).
+        channels_last: run the model in channels-last memory format.
+        checkpoint_extras: plain values stored in every checkpoint (config text, num_classes...).
+    """
+
+    def __init__(
+        self,
+        datamanager,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler=None,
+        use_gpu: bool = True,
+        weight_id: float = 1.0,
+        label_smooth: bool = False,
+        weight_ccsc: float = 1.5,
+        cross_camera: bool = True,
+        include_self: bool = True,
+        weight_triplet: float = 0.0,
+        margin: float = 0.3,
+        weight_center: float = 0.0,
+        center_alpha: float = 0.5,
+        amp: str = "off",
+        channels_last: bool = False,
+        checkpoint_extras: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(datamanager, use_gpu)
+        self.device = torch.device("cuda" if self.use_gpu else "cpu")
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.register_model("model", self.model, optimizer, scheduler)
+        if amp not in AMP_DTYPES:
+            raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}.")
+        self.amp_dtype = AMP_DTYPES[amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        self.checkpoint_extras = dict(checkpoint_extras or {})
+        self.test_results: dict[str, dict[str, float]] = {}
+
+        num_classes = datamanager.num_train_pids
+        self.weights = {"id": weight_id, "ccsc": weight_ccsc, "triplet": weight_triplet, "center": weight_center}
+        self.criterion_id = CrossEntropyLoss(num_classes=num_classes, use_gpu=self.use_gpu, label_smooth=label_smooth)
+        self.criterion_ccsc = CCSCLoss(cross_camera=cross_camera, include_self=include_self)
+        self.criterion_triplet = TripletLoss(margin=margin)
+        feature_dim = getattr(model, "feature_dim", None)
+        self.criterion_center = None
+        if weight_center > 0:
+            if feature_dim is None:
+                raise ValueError("Centre loss needs model.feature_dim (the size of the features it pulls).")
+            self.criterion_center = CenterLoss(num_classes, feature_dim, alpha=center_alpha).to(self.device)
+
+    def parse_data_for_train(self, data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images, identity labels and camera ids (torchreid's default drops the camera ids)."""
+        return data["img"], data["pid"], data["camid"]
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def compute_losses(
+        self, logits: torch.Tensor, features: torch.Tensor, pids: torch.Tensor, camids: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Each configured (weight > 0) loss term, unweighted, in float32."""
+        terms = {"id": self.compute_loss(self.criterion_id, logits.float(), pids)}
+        if self.weights["ccsc"] > 0:
+            terms["ccsc"] = self.criterion_ccsc(features, pids, camids)
+        if self.weights["triplet"] > 0:
+            terms["triplet"] = self.criterion_triplet(features.float(), pids)
+        if self.criterion_center is not None:
+            terms["center"] = self.criterion_center(features, pids)
+        return terms
+
+    def forward_backward(self, data: dict) -> dict[str, float]:
+        imgs, pids, camids = self.parse_data_for_train(data)
+        imgs = imgs.to(self.device, memory_format=self.memory_format, non_blocking=True)
+        pids = pids.to(self.device, non_blocking=True)
+        camids = camids.to(self.device, non_blocking=True)
+
+        with self._autocast():
+            outputs = self.model(imgs)
+        if not isinstance(outputs, (tuple, list)):
+            raise TypeError(
+                "ImageCCSCEngine needs (logits, features) from the model in train mode; build it with loss='ccsc'."
+            )
+        logits, features = outputs
+        terms = self.compute_losses(logits, features, pids, camids)
+        total = sum(self.weights[name] * value for name, value in terms.items())
+
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.criterion_center is not None:
+            self.criterion_center.update_centers(features, pids)
+
+        summary = {f"loss_{name}": value.item() for name, value in terms.items()}
+        summary["loss"] = total.item()
+        summary["acc"] = torchreid.metrics.accuracy(logits.float(), pids)[0].item()
+        return summary
+
+    @torch.no_grad()
+    def extract_features(self, input: torch.Tensor) -> torch.Tensor:
+        return self.model(input.to(self.device, memory_format=self.memory_format)).float()
+
+    @torch.no_grad()
+    def extract_loader_features(self, loader, desc: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """Features, pids and camids of a whole loader, with a progress bar."""
+        features, pids, camids = [], [], []
+        for data in tqdm(loader, desc=desc, unit="batch", leave=False):
+            imgs, batch_pids, batch_camids = self.parse_data_for_eval(data)
+            features.append(self.extract_features(imgs).cpu())
+            pids.append(batch_pids.numpy())
+            camids.append(batch_camids.numpy())
+        return torch.cat(features), np.concatenate(pids), np.concatenate(camids)
+
+    @torch.no_grad()
+    def _evaluate(
+        self,
+        dataset_name: str = "",
+        query_loader=None,
+        gallery_loader=None,
+        dist_metric: str = "euclidean",
+        normalize_feature: bool = False,
+        ranks=(1, 5, 10, 20),
+        **unused,
+    ) -> tuple[float, float]:
+        """torchreid's evaluation with the plugin's evaluator; results are kept in ``test_results``."""
+        start = time.time()
+        qf, q_pids, q_camids = self.extract_loader_features(query_loader, f"{dataset_name} query")
+        gf, g_pids, g_camids = self.extract_loader_features(gallery_loader, f"{dataset_name} gallery")
+        if normalize_feature:
+            qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
+        cmc, mAP = metrics.evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=dist_metric)
+        result = {f"rank{r}": float(cmc[r - 1]) for r in ranks if r <= len(cmc)}
+        result.update(mAP=float(mAP), num_query=int(len(q_pids)), num_gallery=int(len(g_pids)))
+        self.test_results[dataset_name] = result
+        print(f"** Results ({dataset_name}, {time.time() - start:.1f}s) **")
+        print(f"mAP: {mAP:.1%}")
+        for r in ranks:
+            if r <= len(cmc):
+                print(f"Rank-{r:<3}: {cmc[r - 1]:.1%}")
+        return float(cmc[0]), float(mAP)
+
+    def checkpoint_state(self, epoch: int, rank1: float | None) -> dict[str, Any]:
+        """Everything needed to resume after ``epoch`` epochs, as tensors and plain values."""
+        state = {
+            "state_dict": self.model.state_dict(),
+            "epoch": int(epoch),
+            "rank1": None if rank1 is None else float(rank1),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            **self.checkpoint_extras,
+        }
+        if self.criterion_center is not None:
+            state["center"] = self.criterion_center.state_dict()
+        return state
+
+    def save_model(self, epoch: int, rank1, save_dir: str, is_best: bool = False) -> Path:
+        """Atomic, ``weights_only``-loadable replacement of torchreid's ``save_model``."""
+        path = ckpt.save_checkpoint(self.checkpoint_state(epoch + 1, rank1), ckpt.checkpoint_path(save_dir, epoch + 1))
+        print(f"Checkpoint saved to {path}")
+        return path
+
+    def resume(self, path: str | Path) -> int:
+        """Restore model, optimiser, scheduler, scaler and centres; return the epoch to start from."""
+        state = ckpt.load_checkpoint(ckpt.latest_checkpoint(path))
+        self.model.load_state_dict(ckpt.strip_module_prefix(state["state_dict"]))
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if self.criterion_center is not None and "center" in state:
+            self.criterion_center.load_state_dict(state["center"])
+        return int(state["epoch"])

@@ -1,0 +1,124 @@
+"""Recipes: defaults, _base_ inheritance, --set overrides, strict keys, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ccsc_plugin.config import RecipeError, get_default_config, load_config, parse_override
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.fixture
+def write(tmp_path):
+    def _write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    return _write
+
+
+def test_base_recipe_has_paper_settings():
+    cfg = load_config(RECIPES / "base.yaml")
+    assert (cfg.data.height, cfg.data.width) == (384, 128)
+    assert cfg.train.batch_size == 64 and cfg.sampler.num_instances == 4  # P = 16, K = 4
+    assert cfg.train.optim == "adam" and cfg.train.max_epoch == 100
+    assert (cfg.train.warmup_start_lr, cfg.train.lr, cfg.train.warmup_epochs) == (3.5e-5, 3.5e-4, 5)
+    assert list(cfg.train.stepsize) == [35, 55] and cfg.train.gamma == 0.1
+    assert cfg.loss.ccsc.weight == 1.5 and cfg.loss.ccsc.cross_camera
+    assert cfg.data.transforms == ["random_flip", "random_erase"]
+    assert cfg.model.pretrained and cfg.test.dist_metric == "euclidean"
+
+
+def test_base_is_relative_to_the_recipe_and_child_wins(write):
+    write("bases/parent.yaml", "train: {lr: 0.001, max_epoch: 7, warmup_epochs: 1}\n")
+    child = write("exp/child.yaml", "_base_: ../bases/parent.yaml\ntrain: {max_epoch: 3}\n")
+    cfg = load_config(child)
+    assert cfg.train.lr == 0.001 and cfg.train.max_epoch == 3
+
+
+def test_base_list_merges_in_order(write):
+    write("a.yaml", "train: {lr: 0.1}\nloss: {ccsc: {weight: 2.0}}\n")
+    write("b.yaml", "train: {lr: 0.2}\n")
+    cfg = load_config(write("c.yaml", "_base_: [a.yaml, b.yaml]\n"))
+    assert cfg.train.lr == 0.2 and cfg.loss.ccsc.weight == 2.0
+
+
+def test_overrides_apply_last_and_parse_yaml(write):
+    cfg = load_config(write("r.yaml", "train: {lr: 0.1}\n"), ["train.lr=1e-3", "data.sources=[dukemtmcreid]"])
+    assert cfg.train.lr == 0.001 and cfg.data.sources == ["dukemtmcreid"]
+
+
+def test_parse_override_nests_keys():
+    assert parse_override("loss.ccsc.cross_camera=false") == {"loss": {"ccsc": {"cross_camera": False}}}
+
+
+@pytest.mark.parametrize(
+    ("text", "unknown", "nearest"),
+    [
+        ("train: {lrr: 0.1}\n", "train.lrr", "train.lr"),
+        ("trian: {lr: 0.1}\n", "trian", "train"),
+        ("loss: {ccsc: {wieght: 1}}\n", "loss.ccsc.wieght", "loss.ccsc.weight"),
+        ("ccsc: {weight: 1}\n", "ccsc", "loss.ccsc"),
+    ],
+)
+def test_unknown_key_names_it_and_the_nearest(write, text, unknown, nearest):
+    with pytest.raises(RecipeError, match=f"unknown key '{unknown}'. Did you mean '{nearest}'"):
+        load_config(write("r.yaml", text))
+
+
+def test_unknown_override_key_is_an_error():
+    with pytest.raises(RecipeError, match="Did you mean 'train.max_epoch'"):
+        load_config(None, ["train.max_epochs=3"])
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.lr=fast", "train.lr"),
+        ("train.max_epoch=1.5", "train.max_epoch"),
+        ("loss.ccsc.cross_camera=1", "loss.ccsc.cross_camera"),
+    ],
+)
+def test_wrong_type_names_the_key(override, key):
+    with pytest.raises(RecipeError, match=key):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["train.batch_size=30"], "train.batch_size"),
+        (["loss.ccsc.weight=-1"], "loss.ccsc.weight"),
+        (["train.warmup_epochs=10", "train.max_epoch=5"], "train.warmup_epochs"),
+        (["train.amp=fp8"], "train.amp"),
+        (["train.lr=0"], "train.lr"),
+    ],
+)
+def test_impossible_values_are_rejected(overrides, key):
+    with pytest.raises(RecipeError, match=key):
+        load_config(None, overrides)
+
+
+def test_missing_recipe_and_cycle(write):
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_config("/nonexistent.yaml")
+    write("x.yaml", "_base_: y.yaml\n")
+    with pytest.raises(RecipeError, match="cycle"):
+        load_config(write("y.yaml", "_base_: x.yaml\n"))
+
+
+def test_config_is_frozen_and_defaults_are_fresh():
+    cfg = load_config(None)
+    with pytest.raises(AttributeError):
+        cfg.train.lr = 1.0
+    assert get_default_config().train.lr == 3.5e-4
+
+
+def test_yaml_12_booleans_keep_off_a_string(write):
+    cfg = load_config(write("r.yaml", "train: {amp: off}\n"), ["loss.ccsc.cross_camera=false"])
+    assert cfg.train.amp == "off" and cfg.loss.ccsc.cross_camera is False
