@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .checkpoint import CheckpointError, latest_checkpoint
 from .config import RecipeError, load_config
@@ -46,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart = commands.add_parser("quickstart", help="train baseline and CCSC on the generated set and compare")
     quickstart.add_argument("--recipe", default=None, help="quickstart recipe (default: recipes/quickstart.yaml)")
     quickstart.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    table = commands.add_parser("table", help="render the paper's Tables 1-3 with measured results beside them")
+    table.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, folders of runs, or result.json files")
+    table.add_argument("--output", help="also write the Markdown to this file")
+
+    recipes = commands.add_parser("recipes", help="list the recipes: path, dataset, method, paper cell")
+    recipes.add_argument("folder", nargs="?", default=None, help="recipe folder (default: the repository's recipes/)")
     return parser
 
 
@@ -59,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from . import pipeline  # heavy imports (torch, torchreid) only once the arguments parse
+    if args.command in ("train", "test"):
+        from . import pipeline  # heavy imports (torch, torchreid) only when needed
 
     if args.command == "train":
         overrides = list(args.overrides) + ([f"model.resume={args.resume}"] if args.resume else [])
@@ -71,4 +80,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .quickstart import run_quickstart
 
         run_quickstart(args.recipe, args.overrides)
+    elif args.command == "table":
+        from .tables import find_results, render_tables
+
+        markdown = render_tables(find_results(args.runs))
+        print(markdown, end="")
+        if args.output:
+            Path(args.output).write_text(markdown)
+    elif args.command == "recipes":
+        from .recipe_index import RECIPE_DIR, format_recipes, list_recipes
+
+        print(format_recipes(list_recipes(args.folder or RECIPE_DIR)))
     return 0

@@ -19,7 +19,7 @@ from yacs.config import CfgNode as CN
 
 from . import checkpoint as ckpt
 from ._torchreid import torchreid
-from .datasets import PLUGIN_DATASETS, check_dataset
+from .datasets import PLUGIN_DATASETS, check_dataset, dataset_setting
 from .datasets.synthcam import SynthCam, SynthCamSpec
 from .engine import ImageCCSCEngine
 from .model import PretrainedWeightsUnavailable
@@ -206,7 +206,7 @@ def summarise(cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: flo
     first = engine.test_results.get(targets[0], {})
     return {
         "recipe": recipe,
-        "dataset": targets[0],
+        "dataset": dataset_setting(targets[0], cfg.data.cuhk03_labeled, cfg.data.cuhk03_classic_split),
         "method": method_name(cfg),
         "paper_cell": cfg.experiment.paper_cell,
         **{key: first.get(key) for key in ("rank1", "rank5", "rank10", "mAP")},

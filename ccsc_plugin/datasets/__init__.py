@@ -29,17 +29,52 @@ EXPECTED_LAYOUTS: dict[str, tuple[str, str]] = {
     ),
     "msmt17": (
         "msmt17",
-        "msmt17/MSMT17_V1/{train,test}/<pid>/<image>.jpg with list_{train,val,query,gallery}.txt",
+        "msmt17/MSMT17_V1/{train,test}/<pid>/0000_000_01_0303morning_0015_0.jpg and "
+        "msmt17/MSMT17_V1/list_{train,val,query,gallery}.txt (or MSMT17_V2 with mask_{train,test}_v2)",
+    ),
+}
+
+
+# What torchreid's loader needs under data.root, as alternatives (any one complete layout will do).
+_SPLIT_DIRS = ("bounding_box_train", "query", "bounding_box_test")
+_MSMT_LISTS = ("list_train.txt", "list_val.txt", "list_query.txt", "list_gallery.txt")
+REQUIRED_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "market1501": (
+        tuple(f"market1501/Market-1501-v15.09.15/{d}" for d in _SPLIT_DIRS),
+        tuple(f"market1501/{d}" for d in _SPLIT_DIRS),  # the older flat layout torchreid still accepts
+    ),
+    "dukemtmcreid": (tuple(f"dukemtmc-reid/DukeMTMC-reID/{d}" for d in _SPLIT_DIRS),),
+    "cuhk03": (
+        (
+            "cuhk03/cuhk03_release/cuhk-03.mat",
+            "cuhk03/cuhk03_new_protocol_config_detected.mat",
+            "cuhk03/cuhk03_new_protocol_config_labeled.mat",
+        ),
+    ),
+    "msmt17": (
+        tuple(f"msmt17/MSMT17_V1/{p}" for p in ("train", "test", *_MSMT_LISTS)),
+        tuple(f"msmt17/MSMT17_V2/{p}" for p in ("mask_train_v2", "mask_test_v2", *_MSMT_LISTS)),
     ),
 }
 
 
 class DatasetNotFound(FileNotFoundError):
-    """A benchmark's folder is missing under ``data.root``."""
+    """A benchmark's folder, or a file its loader reads, is missing under ``data.root``."""
+
+
+def dataset_setting(name: str, cuhk03_labeled: bool = False, cuhk03_classic_split: bool = False) -> str:
+    """The paper's name for a dataset as configured: CUHK03 splits into ``cuhk03-labeled`` / ``cuhk03-detected``."""
+    if name != "cuhk03":
+        return name
+    return f"cuhk03-{'labeled' if cuhk03_labeled else 'detected'}{'-classic' if cuhk03_classic_split else ''}"
 
 
 def check_dataset(name: str, root: str | Path) -> None:
-    """Raise :class:`DatasetNotFound` naming the path and layout if a benchmark folder is missing."""
+    """Raise :class:`DatasetNotFound` naming the missing path and the expected layout.
+
+    Every path the benchmark's torchreid loader reads is checked, so a half-copied dataset fails here
+    with the path rather than inside torchreid (which would otherwise try to download it).
+    """
     if name not in EXPECTED_LAYOUTS:
         if name not in image_dataset_registry():
             raise ValueError(
@@ -47,12 +82,20 @@ def check_dataset(name: str, root: str | Path) -> None:
             )
         return
     folder, layout = EXPECTED_LAYOUTS[name]
-    path = Path(root).expanduser() / folder
-    if not path.is_dir():
-        raise DatasetNotFound(
-            f"Dataset {name!r} not found: {path.resolve()} does not exist. torchreid expects, under "
-            f"data.root={root}: {layout}. Download it by hand (see torchreid's dataset docs) and set data.root."
-        )
+    base = Path(root).expanduser().resolve()
+    missing_per_layout = [[base / p for p in paths if not (base / p).exists()] for paths in REQUIRED_PATHS[name]]
+    if any(not missing for missing in missing_per_layout):
+        return
+    missing = min(missing_per_layout, key=len)
+    if not (base / folder).is_dir():
+        problem = f"{base / folder} does not exist"
+    else:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        problem = f"{base / folder} is incomplete: {missing[0]} is missing{more}"
+    raise DatasetNotFound(
+        f"Dataset {name!r} not found: {problem}. torchreid expects, under data.root={root}: {layout}. "
+        "Download it by hand (see torchreid's dataset docs) and set data.root."
+    )
 
 
 def register_datasets() -> None:

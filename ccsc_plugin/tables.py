@@ -1,0 +1,103 @@
+"""``ccsc-reid table``: the paper's Tables 1-3 in Markdown, published and measured side by side.
+
+Published numbers come from ``paper_results.yaml`` (package data; unknown cells are null). Measured
+numbers come from the ``result.json`` files of runs (:mod:`ccsc_plugin.results`), matched to a cell
+by their ``dataset`` and ``method``; several runs of one cell are averaged.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .results import RESULT_FILE, read_result
+
+RENDERED_TABLES = (1, 2, 3)
+METRICS = ("rank1", "mAP")
+METRIC_LABELS = {"rank1": "R-1", "mAP": "mAP"}
+
+
+def load_paper_results() -> dict[str, Any]:
+    """The published numbers, datasets, methods and table layout (``paper_results.yaml``)."""
+    text = resources.files("ccsc_plugin").joinpath("paper_results.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def find_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every ``result.json`` in ``paths`` (files, run folders, or folders searched recursively)."""
+    found: list[dict[str, Any]] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist; give run folders (data.save_dir) or result.json files.")
+        files = [path] if path.is_file() else sorted(path.rglob(RESULT_FILE))
+        if not files:
+            raise FileNotFoundError(f"No {RESULT_FILE} under {path}; train a recipe first (ccsc-reid train RECIPE).")
+        for file in files:
+            result = read_result(file)
+            result.setdefault("save_dir", str(file.parent))
+            found.append(result)
+    return found
+
+
+def _mean_percent(runs: Sequence[dict[str, Any]], metric: str) -> float | None:
+    values = [run[metric] for run in runs if run.get(metric) is not None]
+    return 100.0 * sum(values) / len(values) if values else None
+
+
+def _fmt(value: float | None, missing: str) -> str:
+    return missing if value is None else f"{value:.1f}"
+
+
+def _delta(measured: float | None, paper: float | None) -> str:
+    return "–" if measured is None or paper is None else f"{measured - paper:+.1f}"
+
+
+def render_table(number: int, paper: dict[str, Any], measured: dict[tuple[str, str], list[dict[str, Any]]]) -> str:
+    """One table: a row per dataset and method; paper, measured and difference for rank-1 and mAP."""
+    spec = paper["tables"][number]
+    header = ["Dataset", "Method"]
+    for metric in METRICS:
+        label = METRIC_LABELS[metric]
+        header += [f"Paper {label}", f"Measured {label}", f"Δ {label}"]
+    header += ["Runs", "Epochs"]
+    lines = [f"### {spec['title']}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for dataset, dataset_label in paper["datasets"].items():
+        for method in spec["methods"]:
+            runs = measured.get((dataset, method), [])
+            row = [dataset_label, paper["methods"][method]]
+            published = paper["results"].get(dataset, {}).get(method) or {}
+            for metric in METRICS:
+                ours = _mean_percent(runs, metric)
+                row += [_fmt(published.get(metric), "n/a"), _fmt(ours, "not run"), _delta(ours, published.get(metric))]
+            epochs = sorted({str(run.get("epochs")) for run in runs})
+            row += [str(len(runs)) if runs else "–", ", ".join(epochs) if runs else "–"]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = RENDERED_TABLES) -> str:
+    """Markdown for ``tables``, with a legend and the runs that match no cell."""
+    paper = load_paper_results()
+    measured: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    unmatched = []
+    for result in results:
+        key = (result.get("dataset"), result.get("method"))
+        if key[0] in paper["datasets"] and key[1] in paper["methods"]:
+            measured[key].append(result)
+        else:
+            unmatched.append(result)
+    parts = [render_table(number, paper, measured) for number in tables]
+    parts.append(
+        "Numbers are %. Paper: the published value (n/a = not available to this project, see "
+        "ccsc_plugin/paper_results.yaml). Measured: mean over the matching result.json files "
+        "(not run = none given). Δ = measured - paper."
+    )
+    if unmatched:
+        listed = ", ".join(f"{r.get('save_dir')} ({r.get('dataset')}, {r.get('method')})" for r in unmatched)
+        parts.append(f"Not in Tables {', '.join(map(str, tables))}: {listed}.")
+    return "\n\n".join(parts) + "\n"
