@@ -14,9 +14,11 @@ import torch  # noqa: E402
 import ccsc_plugin  # noqa: E402,F401  (registers models and datasets)
 from ccsc_plugin._torchreid import torchreid  # noqa: E402
 from ccsc_plugin.config import load_config  # noqa: E402
+from ccsc_plugin.datasets.miniatures import BENCHMARKS, MiniatureSpec, write_miniature  # noqa: E402
 from ccsc_plugin.datasets.synthcam import SynthCamSpec, generate  # noqa: E402
 
 SHARED_CUHK03 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cuhk03-detected-mini"
+MINI_SPEC = MiniatureSpec(num_train_ids=5, num_test_ids=3, num_cams=3, images_per_cam=2, height=64, width=32, seed=5)
 TINY_SPEC = SynthCamSpec(num_train_ids=8, num_test_ids=6, num_cams=3, images_per_cam=2, height=64, width=32, seed=3)
 
 
@@ -32,6 +34,13 @@ def market_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("reid-data")
     generate(root / "market1501" / "Market-1501-v15.09.15", TINY_SPEC)
     return root
+
+
+@pytest.fixture(scope="session")
+def miniature_root(tmp_path_factory) -> tuple[Path, dict]:
+    """A data.root holding miniatures of all four benchmarks (MINI_SPEC) and what each writer wrote."""
+    root = tmp_path_factory.mktemp("benchmarks")
+    return root, {name: write_miniature(name, root, MINI_SPEC) for name in BENCHMARKS}
 
 
 @pytest.fixture
