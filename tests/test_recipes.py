@@ -1,0 +1,109 @@
+"""The 30 paper recipes: each resolves to the paper's Sec. 4.2 settings and names the cell it reproduces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ccsc_plugin.cli import main
+from ccsc_plugin.config import load_config
+from ccsc_plugin.datasets import dataset_setting
+from ccsc_plugin.pipeline import method_name
+from ccsc_plugin.recipe_index import RECIPE_DIR, list_recipes
+from ccsc_plugin.tables import load_paper_results
+
+SETTINGS = ("market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "msmt17")
+METHODS = (
+    "softmax",
+    "softmax_ccsc",
+    "softmax_ccsc_noconstraint",
+    "softmax_triplet",
+    "softmax_center",
+    "softmax_ccsc_triplet",
+)
+PAPER_RECIPES = [RECIPE_DIR / setting / f"{method}.yaml" for setting in SETTINGS for method in METHODS]
+
+
+def recipe_id(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
+
+
+def test_there_is_one_recipe_per_cell():
+    shipped = {p for p in RECIPE_DIR.rglob("*.yaml") if p.parent != RECIPE_DIR}
+    assert shipped == set(PAPER_RECIPES) and len(shipped) == 30
+
+
+@pytest.mark.parametrize("path", PAPER_RECIPES, ids=recipe_id)
+def test_recipe_resolves_to_the_papers_settings(path):
+    cfg = load_config(path)
+    assert (cfg.data.height, cfg.data.width) == (384, 128)
+    assert cfg.train.batch_size == 64 and cfg.sampler.num_instances == 4  # P=16 x K=4
+    assert cfg.sampler.train_sampler == "RandomIdentitySampler"
+    assert cfg.train.optim == "adam" and cfg.train.lr == pytest.approx(3.5e-4)
+    assert cfg.train.lr_scheduler == "warmup_multistep" and cfg.train.warmup_epochs == 5
+    assert cfg.train.warmup_start_lr == pytest.approx(3.5e-5)
+    assert list(cfg.train.stepsize) == [35, 55] and cfg.train.gamma == pytest.approx(0.1)
+    assert cfg.train.max_epoch == 100
+    assert cfg.model.name == "resnet50_ccsc" and cfg.model.pretrained and not cfg.model.allow_random_init
+    assert list(cfg.data.transforms) == ["random_flip", "random_erase"]
+    assert cfg.loss.softmax.weight == 1.0 and not cfg.loss.softmax.label_smooth
+    ccsc_on = "ccsc" in path.stem
+    assert cfg.loss.ccsc.weight == (1.5 if ccsc_on else 0.0)
+    assert cfg.loss.ccsc.cross_camera == ("noconstraint" not in path.stem)
+    assert (cfg.loss.triplet.weight, cfg.loss.triplet.margin) == ((1.0, 0.3) if "triplet" in path.stem else (0.0, 0.3))
+    assert cfg.loss.center.weight == (0.003 if "center" in path.stem else 0.0) and cfg.loss.center.alpha == 0.5
+
+
+@pytest.mark.parametrize("path", PAPER_RECIPES, ids=recipe_id)
+def test_recipe_names_its_dataset_method_cell_and_own_run_folder(path):
+    cfg = load_config(path)
+    setting, stem = path.parent.name, path.stem
+    assert dataset_setting(cfg.data.sources[0], cfg.data.cuhk03_labeled, cfg.data.cuhk03_classic_split) == (
+        setting.replace("_", "-")
+    )
+    assert not cfg.data.cuhk03_classic_split  # CUHK03 runs the 767/700 protocol
+    derived = cfg.clone()
+    derived.defrost()
+    derived.experiment.method = ""
+    assert cfg.experiment.method == method_name(derived)  # the declared method is what the losses compute
+    assert cfg.data.save_dir == f"runs/{setting}/{stem}"
+    paper = load_paper_results()
+    table, dataset_label, method_label = cfg.experiment.paper_cell.split(" / ")
+    assert dataset_label == paper["datasets"][setting.replace("_", "-")]
+    assert method_label.startswith(paper["methods"][cfg.experiment.method].split(" w/o")[0])
+    assert cfg.experiment.method in paper["tables"][int(table.split()[1])]["methods"]
+    if "triplet" in stem:
+        assert "Hermans" in path.read_text() and "margin 0.3" in path.read_text()
+    if "center" in stem:
+        assert "Wen et al." in path.read_text() and "0.003" in path.read_text()
+
+
+def test_every_table_cell_has_exactly_one_recipe():
+    paper = load_paper_results()
+    cells = [(info.dataset, info.method) for info in list_recipes() if info.paper_cell != "-"]
+    assert len(cells) == len(set(cells)) == 30
+    wanted = {(d, m) for d in paper["datasets"] for n in (1, 2, 3) for m in paper["tables"][n]["methods"]}
+    assert set(cells) == wanted
+
+
+def test_recipes_command_prints_one_line_per_recipe(capsys):
+    assert main(["recipes"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(list(RECIPE_DIR.rglob("*.yaml")))
+    line = next(line for line in lines if "cuhk03_detected/softmax_ccsc_noconstraint.yaml " in line)
+    assert line.split()[1:3] == ["cuhk03-detected", "softmax+ccsc-noconstraint"]
+    assert line.endswith("Table 2 / CUHK03-detected / Softmax + CCSC w/o cross-camera constraint")
+
+
+def test_recipes_command_on_a_missing_folder_exits_2(tmp_path, capsys):
+    assert main(["recipes", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_recipes_command_lists_a_users_folder(tmp_path, capsys):
+    (tmp_path / "mine.yaml").write_text(
+        f"_base_: {RECIPE_DIR / 'base.yaml'}\nexperiment: {{paper_cell: mine}}\nloss: {{triplet: {{weight: 1.0}}}}\n"
+    )
+    assert main(["recipes", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.split()[1:] == ["market1501", "softmax+ccsc+triplet", "mine"]

@@ -1,0 +1,145 @@
+"""``ccsc-reid table``: the paper's numbers beside measured ones from real ``result.json`` files."""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from ccsc_plugin.cli import main
+from ccsc_plugin.recipe_index import RECIPE_DIR
+from ccsc_plugin.results import read_result
+from ccsc_plugin.tables import find_results, load_paper_results, render_tables
+
+TRAINED = {  # recipe -> the (dataset, method) its result.json must carry
+    "market1501/softmax": ("market1501", "softmax"),
+    "cuhk03_detected/softmax_ccsc": ("cuhk03-detected", "softmax+ccsc"),
+}
+
+
+def table_sections(markdown: str) -> dict[str, str]:
+    return {part.split("\n", 1)[0].split(":")[0]: part for part in markdown.split("### ")[1:]}
+
+
+def row(section: str, dataset: str, method: str) -> list[str]:
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if cells[:2] == [dataset, method]:
+            return cells
+    raise AssertionError(f"no row {dataset} / {method} in\n{section}")
+
+
+@pytest.fixture(scope="module")
+def runs_dir(miniature_root, tmp_path_factory) -> Path:
+    """Two short real training runs of shipped recipes on the miniature benchmarks."""
+    root, _ = miniature_root
+    runs = tmp_path_factory.mktemp("runs")
+    tiny = [
+        f"data.root={root}",
+        "data.height=64",
+        "data.width=32",
+        "data.workers=0",
+        "model.pretrained=false",
+        "train.batch_size=16",
+        "train.max_epoch=1",
+        "train.warmup_epochs=0",
+        "train.stepsize=[1]",
+        "train.print_freq=100",
+        "test.batch_size=32",
+    ]
+    for recipe in TRAINED:
+        overrides = [*tiny, f"data.save_dir={runs / recipe}"]
+        assert main(["train", str(RECIPE_DIR / f"{recipe}.yaml"), *[a for o in overrides for a in ("--set", o)]]) == 0
+    return runs
+
+
+def test_paper_data_covers_every_cell_and_holds_only_percentages_or_null():
+    paper = load_paper_results()
+    for dataset in paper["datasets"]:
+        for method in paper["methods"]:
+            cell = paper["results"][dataset][method]
+            assert set(cell) == {"rank1", "mAP"}
+            assert all(v is None or 0 < v <= 100 for v in cell.values())
+    for number in (1, 2, 3, 4):
+        assert set(paper["tables"][number]["methods"]) <= set(paper["methods"])
+    market, cuhk = paper["results"]["market1501"], paper["results"]["cuhk03-detected"]
+    assert (market["softmax"], market["softmax+ccsc"]) == ({"rank1": 91.4, "mAP": 77.9}, {"rank1": 92.1, "mAP": 81.8})
+    # the abstract: on CUHK03-detected CCSC adds 10.0 rank-1 and 10.2 mAP to the baseline
+    gain = {m: cuhk["softmax+ccsc"][m] - cuhk["softmax"][m] for m in ("rank1", "mAP")}
+    assert gain["rank1"] == pytest.approx(10.0) and gain["mAP"] == pytest.approx(10.2)
+
+
+def test_unknown_paper_values_are_null_with_a_comment_not_estimates():
+    text = (Path(__file__).resolve().parents[1] / "ccsc_plugin" / "paper_results.yaml").read_text()
+    for line in text.splitlines():
+        if "null" in line and not line.lstrip().startswith("#"):
+            assert line.rstrip().endswith("# not available"), line
+    assert "n/a" in render_tables([])
+
+
+def test_table_without_runs_marks_every_cell_not_run():
+    sections = table_sections(render_tables([]))
+    assert list(sections) == ["Table 1", "Table 2", "Table 3"]
+    cells = row(sections["Table 1"], "Market-1501", "Softmax (baseline)")
+    assert cells[2:5] == ["91.4", "not run", "–"] and cells[5:8] == ["77.9", "not run", "–"]
+    assert row(sections["Table 2"], "MSMT17", "Softmax + CCSC w/o constraint")[2:4] == ["n/a", "not run"]
+
+
+@pytest.mark.slow
+def test_runs_write_result_json_with_dataset_setting_and_method(runs_dir):
+    for recipe, (dataset, method) in TRAINED.items():
+        result = read_result(runs_dir / recipe)
+        assert (result["dataset"], result["method"]) == (dataset, method)
+        assert result["recipe"].endswith(f"{recipe}.yaml") and result["epochs"] == 1 and result["seed"] == 1
+        assert result["wall_time_s"] > 0 and "git_commit" in result
+        assert 0 <= result["rank1"] <= 1 and 0 < result["mAP"] <= 1
+        assert (runs_dir / recipe / "checkpoints").is_dir()
+
+
+@pytest.mark.slow
+def test_table_puts_measured_runs_beside_the_paper(runs_dir, tmp_path, capsys):
+    output = tmp_path / "tables.md"
+    assert main(["table", str(runs_dir), "--output", str(output)]) == 0
+    markdown = capsys.readouterr().out
+    assert output.read_text() == markdown
+    sections = table_sections(markdown)
+    base = read_result(runs_dir / "market1501/softmax")
+    cells = row(sections["Table 1"], "Market-1501", "Softmax (baseline)")
+    measured = 100 * base["rank1"]
+    assert cells[2:5] == ["91.4", f"{measured:.1f}", f"{measured - 91.4:+.1f}"]
+    assert cells[6] == f"{100 * base['mAP']:.1f}" and cells[8:] == ["1", "1"]
+    cuhk = read_result(runs_dir / "cuhk03_detected/softmax_ccsc")
+    for table in ("Table 1", "Table 2", "Table 3"):  # the CCSC row appears in all three tables
+        cells = row(sections[table], "CUHK03-detected", "Softmax + CCSC")
+        assert cells[2:4] == ["70.4", f"{100 * cuhk['rank1']:.1f}"]
+    assert row(sections["Table 1"], "CUHK03-labeled", "Softmax + CCSC")[3] == "not run"
+    assert row(sections["Table 3"], "Market-1501", "Softmax + hard triplet")[2:4] == ["n/a", "not run"]
+
+
+@pytest.mark.slow
+def test_table_averages_runs_of_one_cell_and_lists_runs_outside_the_tables(runs_dir, tmp_path):
+    real = json.loads((runs_dir / "market1501/softmax/result.json").read_text())
+    second = dict(real, rank1=real["rank1"] / 2, save_dir=str(tmp_path / "seed2"))
+    other = dict(real, dataset="synthcam", save_dir=str(tmp_path / "quick"))
+    for name, result in (("seed2", second), ("quick", other)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(json.dumps(result))
+    markdown = render_tables(find_results([runs_dir, tmp_path / "seed2", tmp_path / "quick" / "result.json"]))
+    cells = row(table_sections(markdown)["Table 1"], "Market-1501", "Softmax (baseline)")
+    assert math.isclose(float(cells[3]), round(100 * 0.75 * real["rank1"], 1), abs_tol=0.051) and cells[8] == "2"
+    assert "synthcam" in markdown.rsplit("Not in Tables", 1)[1]
+
+
+def test_table_on_a_folder_without_results_exits_2(tmp_path, capsys):
+    assert main(["table", str(tmp_path)]) == 2
+    assert "No result.json" in capsys.readouterr().err
+    assert main(["table", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_paper_results_ship_as_package_data():
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "paper_results.yaml" in pyproject["tool"]["setuptools"]["package-data"]["ccsc_plugin"]
