@@ -36,7 +36,10 @@ MARKET_NAME = re.compile(r"([-\d]+)_c(\d)")  # the pattern torchreid's Market150
 
 @dataclass(frozen=True)
 class MiniatureSpec:
-    """Size of a miniature: identities, cameras, images per identity and camera, image size."""
+    """Size of a miniature: identities, cameras, images per identity and camera, image size.
+
+    CUHK03 ignores ``num_cams``: each of its identities is seen by the two views of one camera pair.
+    """
 
     num_train_ids: int = 6
     num_test_ids: int = 4
@@ -49,8 +52,10 @@ class MiniatureSpec:
 
 @dataclass
 class SplitCount:
-    ids: set = field(default_factory=set)
-    cams: set = field(default_factory=set)
+    """Identities, cameras and images of one split."""
+
+    ids: set[int] = field(default_factory=set)
+    cams: set[int] = field(default_factory=set)
     images: int = 0
 
     def add(self, pid: int, cam: int) -> None:
@@ -113,16 +118,19 @@ def _save(source: Path, target: Path) -> None:
 
 
 def _train_test_split(
-    pool: Pool, spec: MiniatureSpec, save: Callable[[str, int, int, int, Path], None], counts: MiniatureCounts
+    pool: Pool, spec: MiniatureSpec, save: Callable[[str, int, int, int, Path], str], counts: MiniatureCounts
 ) -> None:
-    """Train ids go to train; per test id and camera, the first image is a query, the rest gallery."""
+    """Train ids go to train; per test id and camera, the first image is a query, the rest gallery.
+
+    ``save`` writes one image and returns the split torchreid will put it in ("" for none).
+    """
     for pid in sorted(pool):
         is_test = pid > spec.num_train_ids
         for cam, images in sorted(pool[pid].items()):
             for shot, image in enumerate(images):
-                split = "train" if not is_test else ("query" if shot == 0 else "gallery")
-                save(split, pid, cam, shot, image)
-                getattr(counts, split).add(pid, cam)
+                split = save("train" if not is_test else ("query" if shot == 0 else "gallery"), pid, cam, shot, image)
+                if split:
+                    getattr(counts, split).add(pid, cam)
 
 
 def write_market1501(root: Path, pool: Pool, spec: MiniatureSpec) -> MiniatureCounts:
@@ -131,8 +139,9 @@ def write_market1501(root: Path, pool: Pool, spec: MiniatureSpec) -> MiniatureCo
     folders = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
     counts = MiniatureCounts()
 
-    def save(split: str, pid: int, cam: int, shot: int, image: Path) -> None:
+    def save(split: str, pid: int, cam: int, shot: int, image: Path) -> str:
         _save(image, base / folders[split] / f"{pid:04d}_c{cam + 1}s1_{shot * 25 + pid:06d}_0{shot % 4}.jpg")
+        return split
 
     _train_test_split(pool, spec, save, counts)
     some_image = pool[1][0][0]
@@ -148,8 +157,9 @@ def write_dukemtmcreid(root: Path, pool: Pool, spec: MiniatureSpec) -> Miniature
     folders = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
     counts = MiniatureCounts()
 
-    def save(split: str, pid: int, cam: int, shot: int, image: Path) -> None:
+    def save(split: str, pid: int, cam: int, shot: int, image: Path) -> str:
         _save(image, base / folders[split] / f"{pid:04d}_c{cam + 1}_f{pid * 1000 + shot * 37:07d}.jpg")
+        return split
 
     _train_test_split(pool, spec, save, counts)
     return counts
@@ -166,7 +176,7 @@ def write_msmt17(root: Path, pool: Pool, spec: MiniatureSpec) -> MiniatureCounts
     counts = MiniatureCounts()
     index: dict[int, int] = defaultdict(int)
 
-    def save(split: str, pid: int, cam: int, shot: int, image: Path) -> None:
+    def save(split: str, pid: int, cam: int, shot: int, image: Path) -> str:
         is_train = split == "train"
         label = pid - 1 if is_train else pid - spec.num_train_ids - 1
         folder = "train" if is_train else "test"
@@ -175,12 +185,9 @@ def write_msmt17(root: Path, pool: Pool, spec: MiniatureSpec) -> MiniatureCounts
         _save(image, base / folder / name)
         last_of_id = is_train and cam == spec.num_cams - 1 and shot == spec.images_per_cam - 1
         lists["val" if last_of_id else split].append(f"{name} {label}")
+        return "" if last_of_id else split
 
     _train_test_split(pool, spec, save, counts)
-    counts.train = SplitCount()
-    for line in lists["train"]:
-        name, label = line.split(" ")
-        counts.train.add(int(label), int(name.split("_")[2]) - 1)
     for split, lines in lists.items():
         (base / f"list_{split}.txt").write_text("".join(line + "\n" for line in lines))
     return counts
