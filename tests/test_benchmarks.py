@@ -148,3 +148,12 @@ def test_train_on_a_missing_benchmark_exits_2_without_downloading(recipe, tmp_pa
 def test_impossible_miniature_is_refused(name, spec, problem, tmp_path):
     with pytest.raises(ValueError, match=problem):
         write_miniature(name, tmp_path, spec)
+
+
+def test_cuhk03_mat_files_have_matlabs_formats(miniature_root):
+    from scipy.io.matlab import matfile_version
+
+    root, _ = miniature_root
+    assert matfile_version(root / "cuhk03" / "cuhk03_release" / "cuhk-03.mat") == (2, 0)  # v7.3: HDF5
+    for kind in ("labeled", "detected"):
+        assert matfile_version(root / "cuhk03" / f"cuhk03_new_protocol_config_{kind}.mat") == (1, 0)  # v5

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
 from PIL import Image
 
@@ -203,6 +204,28 @@ def _cuhk03_crop(image: np.ndarray, detected: bool, rng: np.random.Generator) ->
     return np.asarray(Image.fromarray(crop).resize((width, height), Image.BILINEAR))
 
 
+MAT73_HEADER_SIZE = 512  # a v7.3 MAT-file is HDF5 behind a 512-byte MATLAB header (the HDF5 user block)
+
+
+def _matlab_class(dataset: h5py.Dataset, data: np.ndarray | None) -> None:
+    """Tag a dataset as MATLAB does: ``cell`` for reference arrays, empty cells, or the numeric class."""
+    if data is None or data.dtype == h5py.ref_dtype:
+        dataset.attrs["MATLAB_class"] = np.bytes_(b"cell")
+    elif data.dtype == np.uint64 and not data.any() and data.shape == (2,):
+        dataset.attrs["MATLAB_class"] = np.bytes_(b"double")
+        dataset.attrs["MATLAB_empty"] = np.uint8(1)
+    else:
+        dataset.attrs["MATLAB_class"] = np.bytes_(b"uint8" if data.dtype == np.uint8 else b"double")
+
+
+def _write_mat73_header(path: Path) -> None:
+    """The 128-byte MATLAB 7.3 header in the user block: text, subsystem offset, version 0x0200, 'IM'."""
+    text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created by: ccsc-reid miniatures HDF5 schema 1.00 ."
+    header = text.ljust(116, b" ") + bytes(8) + b"\x00\x02" + b"IM"
+    with open(path, "r+b") as file:
+        file.write(header.ljust(MAT73_HEADER_SIZE, b"\x00"))
+
+
 def _column(values: list[int]) -> np.ndarray:
     """A MATLAB integer column vector (torchreid indexes arrays with the ``*_idx`` values)."""
     return np.array(values, dtype=np.int32).reshape(-1, 1)
@@ -215,7 +238,6 @@ def write_cuhk03(root: Path, pool: Pool, spec: MiniatureSpec) -> dict[str, Minia
     two views (cells 1-5 and 6-10, the rest empty). torchreid extracts the PNGs itself on first load.
     Returns the counts of the new (767/700) protocol for ``labeled`` and ``detected``.
     """
-    import h5py
     from scipy.io import savemat
 
     base = root / "cuhk03"
@@ -226,11 +248,14 @@ def write_cuhk03(root: Path, pool: Pool, spec: MiniatureSpec) -> dict[str, Minia
     members: list[list[int]] = [pids[pair::num_pairs] for pair in range(num_pairs)]  # pair -> pool pids
     counts: dict[str, MiniatureCounts] = {}
 
-    with h5py.File(base / "cuhk03_release" / "cuhk-03.mat", "w") as mat:
+    mat_path = base / "cuhk03_release" / "cuhk-03.mat"
+    with h5py.File(mat_path, "w", userblock_size=MAT73_HEADER_SIZE) as mat:
         refs = mat.create_group("#refs#")
 
         def ref_to(data: np.ndarray) -> h5py.Reference:
-            return refs.create_dataset(str(len(refs)), data=data).ref
+            dataset = refs.create_dataset(str(len(refs)), data=data)
+            _matlab_class(dataset, data)
+            return dataset.ref
 
         empty = np.zeros(2, dtype=np.uint64)  # how MATLAB v7.3 stores an empty cell
         for kind in ("labeled", "detected"):
@@ -247,14 +272,15 @@ def write_cuhk03(root: Path, pool: Pool, spec: MiniatureSpec) -> dict[str, Minia
                                 data = _cuhk03_crop(pixels, kind == "detected", rng).T  # MATLAB is column-major
                             cells[row, view * CUHK03_IMAGES_PER_VIEW + shot] = ref_to(data)
                 pair_refs.append(ref_to(cells.T))
-            mat.create_dataset(kind, data=np.array([pair_refs], dtype=h5py.ref_dtype))
+            _matlab_class(mat.create_dataset(kind, data=np.array([pair_refs], dtype=h5py.ref_dtype)), None)
         # 20 classic test sets of [pair, person-in-pair] (1-based, doubles, as in the real file)
         everyone = [(pair + 1, row + 1) for pair, group in enumerate(members) for row in range(len(group))]
         test_sets = []
         for _ in range(20):
             chosen = rng.choice(len(everyone), size=spec.num_test_ids, replace=False)
             test_sets.append(ref_to(np.array([everyone[i] for i in sorted(chosen)], dtype=np.float64).T))
-        mat.create_dataset("testsets", data=np.array([test_sets], dtype=h5py.ref_dtype))
+        _matlab_class(mat.create_dataset("testsets", data=np.array([test_sets], dtype=h5py.ref_dtype)), None)
+    _write_mat73_header(mat_path)
 
     for kind in ("labeled", "detected"):
         files, labels, cams, train_idx, query_idx, gallery_idx = [], [], [], [], [], []
