@@ -142,6 +142,8 @@ def test_train_on_a_missing_benchmark_exits_2_without_downloading(recipe, tmp_pa
         ("market1501", MiniatureSpec(num_cams=7), "cameras 1..6"),
         ("cuhk03", MiniatureSpec(images_per_cam=6), "at most 5"),
         ("dukemtmcreid", MiniatureSpec(images_per_cam=1), "gallery"),
+        ("cuhk03", MiniatureSpec(images_per_cam=1), "gallery"),
+        ("msmt17", MiniatureSpec(num_test_ids=0), "one train and one test identity"),
         ("viper", MiniatureSpec(), "No miniature"),
     ],
 )
