@@ -8,6 +8,8 @@ gets the same images as file paths, one batch per call. Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 import tempfile
 from pathlib import Path
 
@@ -30,7 +32,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         generated_market(root, num_train_ids=8, num_test_ids=8, height=args.height, width=args.width)
         cfg = recipe(root, args.batch_size, args.height, args.width)
-        datamanager = pipeline.build_datamanager(cfg)
+        with contextlib.redirect_stdout(sys.stderr):  # torchreid's set-up report: keep stdout for the table
+            datamanager = pipeline.build_datamanager(cfg)
         loader = datamanager.test_loader["market1501"]["gallery"]
         paths = [item[0] for item in loader.dataset.data]
         ours = pipeline.build_engine(cfg, datamanager)
