@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install quickstart test demo lint
+.PHONY: install quickstart test demo lint bench
 
 install: $(VENV)/.installed
 
@@ -25,3 +25,8 @@ demo: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# Speed and memory figures against torchreid (benchmarks/README.md); installs the bench extra.
+bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
+	for script in evaluator memory training extraction; do $(PY) benchmarks/bench_$$script.py || exit 1; done

@@ -63,7 +63,9 @@ def get_default_config() -> CN:
     cfg.data.root = "reid-data"
     cfg.data.sources = ["market1501"]
     cfg.data.targets = []  # empty = same as sources
-    cfg.data.workers = 4
+    cfg.data.workers = 4  # DataLoader worker processes (0 = load in the training process)
+    cfg.data.pin_memory = True  # pinned host memory for faster copies; used only when training on a GPU
+    cfg.data.persistent_workers = True  # keep workers alive between epochs; used only when data.workers > 0
     cfg.data.split_id = 0
     cfg.data.height = 384
     cfg.data.width = 128
@@ -106,6 +108,7 @@ def get_default_config() -> CN:
     cfg.train.seed = 1
     cfg.train.amp = "off"  # off | bf16 | fp16
     cfg.train.channels_last = False
+    cfg.train.compile = False  # torch.compile the model (first steps compile: pays off on long runs)
 
     cfg.adam = CN()
     cfg.adam.beta1 = 0.9
@@ -283,6 +286,8 @@ def validate(cfg: CN) -> None:
         "data.width": cfg.data.width,
         "test.batch_size": cfg.test.batch_size,
     }
+    if cfg.data.workers < 0:
+        problems.append(f"data.workers must be >= 0 (0 = load in the training process), got {cfg.data.workers}.")
     problems += [f"{key} must be > 0, got {value}." for key, value in positive.items() if value <= 0]
     if problems:
         raise RecipeError("Invalid recipe:\n  " + "\n  ".join(problems))

@@ -36,6 +36,8 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         weight_center, center_alpha: Wen et al.'s centre loss and its centre update rate.
         amp: ``"off"``, ``"bf16"`` or ``"fp16"`` autocast (fp16 uses a grad scaler).
         channels_last: run the model in channels-last memory format.
+        compile_model: run the model through ``torch.compile`` (``self.model`` stays the plain module, so
+            checkpoints keep their keys; the compiled one is ``self.forward_model``).
         checkpoint_extras: plain values stored in every checkpoint (config text, num_classes...).
     """
 
@@ -57,12 +59,14 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         center_alpha: float = 0.5,
         amp: str = "off",
         channels_last: bool = False,
+        compile_model: bool = False,
         checkpoint_extras: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(datamanager, use_gpu)
         self.device = torch.device("cuda" if self.use_gpu else "cpu")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
+        self.forward_model = torch.compile(self.model) if compile_model else self.model
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.register_model("model", self.model, optimizer, scheduler)
@@ -114,7 +118,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         camids = camids.to(self.device, non_blocking=True)
 
         with self._autocast():
-            outputs = self.model(imgs)
+            outputs = self.forward_model(imgs)
         if not isinstance(outputs, (tuple, list)):
             raise TypeError(
                 "ImageCCSCEngine needs (logits, features) from the model in train mode; build it with loss='ccsc'."
@@ -137,7 +141,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
 
     @torch.no_grad()
     def extract_features(self, input: torch.Tensor) -> torch.Tensor:
-        return self.model(input.to(self.device, memory_format=self.memory_format)).float()
+        return self.forward_model(input.to(self.device, memory_format=self.memory_format)).float()
 
     @torch.no_grad()
     def extract_loader_features(self, loader, desc: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ from ._torchreid import torchreid
 from .datasets import PLUGIN_DATASETS, check_dataset, dataset_setting
 from .datasets.synthcam import SynthCam, SynthCamSpec
 from .engine import ImageCCSCEngine
+from .loaders import build_train_loader
 from .model import PretrainedWeightsUnavailable
 from .results import git_commit, write_result
 from .schedule import WarmupMultiStepLR
@@ -54,9 +55,12 @@ def prepare_datasets(cfg: CN) -> None:
 
 
 def build_datamanager(cfg: CN):
-    """torchreid's ``ImageDataManager`` from the ``data``, ``sampler``, ``train`` and ``test`` sections."""
+    """torchreid's ``ImageDataManager`` from the ``data``, ``sampler``, ``train`` and ``test`` sections.
+
+    Its train loader is rebuilt with the recipe's loader switches (``loaders.build_train_loader``).
+    """
     prepare_datasets(cfg)
-    return torchreid.data.ImageDataManager(
+    datamanager = torchreid.data.ImageDataManager(
         root=cfg.data.root,
         sources=list(cfg.data.sources),
         targets=list(cfg.data.targets) or None,
@@ -77,6 +81,8 @@ def build_datamanager(cfg: CN):
         cuhk03_classic_split=cfg.data.cuhk03_classic_split,
         market1501_500k=cfg.data.market1501_500k,
     )
+    datamanager.train_loader = build_train_loader(cfg, datamanager, on_gpu=use_gpu(cfg))
+    return datamanager
 
 
 def build_model(cfg: CN, num_classes: int) -> torch.nn.Module:
@@ -162,6 +168,7 @@ def build_engine(cfg: CN, datamanager=None) -> ImageCCSCEngine:
         center_alpha=cfg.loss.center.alpha,
         amp=cfg.train.amp,
         channels_last=cfg.train.channels_last,
+        compile_model=cfg.train.compile,
         checkpoint_extras={"config": cfg.dump(), "num_classes": int(datamanager.num_train_pids)},
     )
 

@@ -1,0 +1,86 @@
+"""Shared helpers of the benchmark scripts: the machine's description, medians and the Markdown table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+HEADER = "| figure | ours | peer | peer value | ratio | machine | command |\n|---|---|---|---|---|---|---|"
+
+
+def machine() -> str:
+    """CPU model, core count and torch version (timings are only comparable on the same machine)."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__.split('+')[0]}"
+
+
+def command() -> str:
+    return "python " + " ".join(shlex.quote(arg) for arg in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
+
+
+def timed(function: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = function()
+    return time.perf_counter() - start, result
+
+
+def alternate(runs: int, **functions: Callable[[], object]) -> dict[str, float]:
+    """Median seconds of each function, run in turns so that load from other processes hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(runs):
+        for name, function in functions.items():
+            times[name].append(timed(function)[0])
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def row(figure: str, ours: str, peer: str, peer_value: str, ratio: str) -> str:
+    return f"| {figure} | {ours} | {peer} | {peer_value} | {ratio} | {machine()} | `{command()}` |"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def generated_market(root, num_train_ids: int = 32, num_test_ids: int = 20, height: int = 128, width: int = 64):
+    """A generated set in Market-1501's layout under ``root`` (for the data manager); returns ``root``."""
+    from pathlib import Path
+
+    from ccsc_plugin.datasets.synthcam import SynthCamSpec, generate
+
+    spec = SynthCamSpec(num_train_ids, num_test_ids, num_cams=4, images_per_cam=3, height=height, width=width)
+    generate(Path(root) / "market1501" / "Market-1501-v15.09.15", spec)
+    return Path(root)
+
+
+def recipe(root, batch_size: int, height: int, width: int, *extra: str):
+    """The paper recipe shrunk to the benchmark's batch and input size (random init, no workers)."""
+    from pathlib import Path
+
+    from ccsc_plugin.config import load_config
+
+    base = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
+    overrides = [
+        f"data.root={root}",
+        "data.sources=[market1501]",
+        f"data.height={height}",
+        f"data.width={width}",
+        "data.workers=0",
+        "model.pretrained=false",
+        f"train.batch_size={batch_size}",
+        f"test.batch_size={batch_size}",
+        f"data.save_dir={Path(root) / 'run'}",
+        *extra,
+    ]
+    return load_config(base, overrides)
