@@ -28,18 +28,31 @@ def checkpoint_path(save_dir: str | Path, epoch: int) -> Path:
 
 
 def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(tmp_path)``, then rename into place, so a crash never leaves half a file."""
+    """Call ``write(tmp_path)``, flush it to disk, then rename into place: a crash never leaves half a file.
+
+    The temporary file sits beside ``path`` (same filesystem, so the rename is atomic) and is removed
+    if ``write`` fails; the previous ``path``, if any, is untouched until the rename.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
