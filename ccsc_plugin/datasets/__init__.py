@@ -34,6 +34,16 @@ EXPECTED_LAYOUTS: dict[str, tuple[str, str]] = {
 }
 
 
+# Sub-folders a benchmark needs, under the first of its candidate base folders that exists
+# (torchreid's Market1501 accepts the release folder or its contents directly under market1501/).
+REQUIRED_SUBFOLDERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "market1501": (
+        ("market1501/Market-1501-v15.09.15", "market1501"),
+        ("bounding_box_train", "query", "bounding_box_test"),
+    ),
+}
+
+
 class DatasetNotFound(FileNotFoundError):
     """A benchmark's folder is missing under ``data.root``."""
 
@@ -53,6 +63,15 @@ def check_dataset(name: str, root: str | Path) -> None:
             f"Dataset {name!r} not found: {path.resolve()} does not exist. torchreid expects, under "
             f"data.root={root}: {layout}. Download it by hand (see torchreid's dataset docs) and set data.root."
         )
+    if name in REQUIRED_SUBFOLDERS:
+        bases, subfolders = REQUIRED_SUBFOLDERS[name]
+        base = next(Path(root).expanduser() / b for b in bases if (Path(root).expanduser() / b).is_dir())
+        missing = [str((base / sub).resolve()) for sub in subfolders if not (base / sub).is_dir()]
+        if missing:
+            raise DatasetNotFound(
+                f"Dataset {name!r} is incomplete: {', '.join(missing)} missing. torchreid expects, under "
+                f"data.root={root}: {layout}. Restore the folder(s) from the original archive."
+            )
 
 
 def register_datasets() -> None:
