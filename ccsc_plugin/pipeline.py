@@ -196,8 +196,8 @@ class _Tee(io.TextIOBase):
 
 @contextlib.contextmanager
 def log_to(path: Path):
-    """Tee stdout into ``path`` for the duration of a run."""
-    with open(path, "a") as log_file, contextlib.redirect_stdout(_Tee(sys.stdout, log_file)):
+    """Tee stdout into ``path`` for the duration of a run (line-buffered: the log follows the run live)."""
+    with open(path, "a", buffering=1) as log_file, contextlib.redirect_stdout(_Tee(sys.stdout, log_file)):
         yield
 
 
