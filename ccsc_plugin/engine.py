@@ -181,8 +181,11 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         sampler = self.train_sampler()
         if sampler is not None:
             state["sampler"] = sampler.state((getattr(self, "batch_idx", 0) + 1) * self.train_loader.batch_size)
-        path = ckpt.checkpoint_path(self.save_dir or "log", self.epoch, batch=self._batches_done())
-        return ckpt.save_checkpoint(state, path)
+        path = ckpt.save_checkpoint(
+            state, ckpt.checkpoint_path(self.save_dir or "log", self.epoch, self._batches_done())
+        )
+        print(f"Resumable checkpoint saved to {path}")
+        return path
 
     @torch.no_grad()
     def extract_features(self, input: torch.Tensor) -> torch.Tensor:
