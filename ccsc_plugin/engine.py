@@ -75,7 +75,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.checkpoint_extras = dict(checkpoint_extras or {})
         self.test_results: dict[str, dict[str, float]] = {}
-        self.stop_signal: StopOnSignal | None = None  # set by pipeline.train: save and stop after a step
+        self.stop_signal: StopOnSignal | None = None  # while run() trains: a signal saves and stops after a step
         self.save_dir: str | None = None
 
         num_classes = datamanager.num_train_pids
@@ -146,9 +146,11 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         return summary
 
     def run(self, save_dir: str = "log", **kwargs: Any) -> None:
-        """torchreid's ``run``; remembers ``save_dir`` for interrupt and NaN checkpoints."""
+        """torchreid's ``run``, with SIGINT/SIGTERM turned into a resumable checkpoint (see ``interrupt``)."""
         self.save_dir = save_dir
-        super().run(save_dir=save_dir, **kwargs)
+        with StopOnSignal() as self.stop_signal:
+            super().run(save_dir=save_dir, **kwargs)
+        self.stop_signal = None
 
     def train_sampler(self) -> ResumableSampler | None:
         """The train loader's resumable sampler, if it has one (see ``datasets.checks``)."""

@@ -23,7 +23,6 @@ from .datasets import PLUGIN_DATASETS, check_dataset
 from .datasets.checks import DataChecks
 from .datasets.synthcam import SynthCam, SynthCamSpec
 from .engine import ImageCCSCEngine
-from .interrupt import StopOnSignal
 from .model import PretrainedWeightsUnavailable
 from .results import git_commit, write_result
 from .schedule import WarmupMultiStepLR
@@ -56,39 +55,44 @@ def prepare_datasets(cfg: CN) -> None:
 
 
 def build_datamanager(cfg: CN):
-    """torchreid's ``ImageDataManager`` from the ``data``, ``sampler``, ``train`` and ``test`` sections.
+    """torchreid's ``ImageDataManager`` for ``cfg``, checked while it loads (see ``datasets.checks``).
 
-    Unreadable images are screened out and identities counted while it loads (``datasets.checks``);
-    the findings are kept as ``datamanager.data_checks`` for ``result.json``.
+    Unreadable images are screened out and identities counted before the sampler is built; the
+    findings are kept as ``datamanager.data_checks`` for ``result.json``.
     """
     prepare_datasets(cfg)
     checks = DataChecks(
         cfg.data.on_bad_image, cfg.sampler.train_sampler, cfg.train.batch_size, cfg.sampler.num_instances
     )
     with checks.hooked():
-        datamanager = torchreid.data.ImageDataManager(
-            root=cfg.data.root,
-            sources=list(cfg.data.sources),
-            targets=list(cfg.data.targets) or None,
-            height=cfg.data.height,
-            width=cfg.data.width,
-            transforms=list(cfg.data.transforms),
-            norm_mean=list(cfg.data.norm_mean),
-            norm_std=list(cfg.data.norm_std),
-            use_gpu=use_gpu(cfg),
-            split_id=cfg.data.split_id,
-            combineall=cfg.data.combineall,
-            batch_size_train=cfg.train.batch_size,
-            batch_size_test=cfg.test.batch_size,
-            workers=cfg.data.workers,
-            num_instances=cfg.sampler.num_instances,
-            train_sampler=cfg.sampler.train_sampler,
-            cuhk03_labeled=cfg.data.cuhk03_labeled,
-            cuhk03_classic_split=cfg.data.cuhk03_classic_split,
-            market1501_500k=cfg.data.market1501_500k,
-        )
+        datamanager = _image_datamanager(cfg)
     datamanager.data_checks = checks
     return datamanager
+
+
+def _image_datamanager(cfg: CN):
+    """torchreid's ``ImageDataManager`` from the ``data``, ``sampler``, ``train`` and ``test`` sections."""
+    return torchreid.data.ImageDataManager(
+        root=cfg.data.root,
+        sources=list(cfg.data.sources),
+        targets=list(cfg.data.targets) or None,
+        height=cfg.data.height,
+        width=cfg.data.width,
+        transforms=list(cfg.data.transforms),
+        norm_mean=list(cfg.data.norm_mean),
+        norm_std=list(cfg.data.norm_std),
+        use_gpu=use_gpu(cfg),
+        split_id=cfg.data.split_id,
+        combineall=cfg.data.combineall,
+        batch_size_train=cfg.train.batch_size,
+        batch_size_test=cfg.test.batch_size,
+        workers=cfg.data.workers,
+        num_instances=cfg.sampler.num_instances,
+        train_sampler=cfg.sampler.train_sampler,
+        cuhk03_labeled=cfg.data.cuhk03_labeled,
+        cuhk03_classic_split=cfg.data.cuhk03_classic_split,
+        market1501_500k=cfg.data.market1501_500k,
+    )
 
 
 def build_model(cfg: CN, num_classes: int) -> torch.nn.Module:
@@ -249,18 +253,16 @@ def train(cfg: CN, recipe: str | None = None) -> dict[str, Any]:
         start_epoch = engine.resume(cfg.model.resume) if cfg.model.resume else cfg.train.start_epoch
         if start_epoch:
             print(f"=> Resuming at epoch {start_epoch + 1}")
-        with StopOnSignal() as engine.stop_signal:
-            _run_engine(
-                engine,
-                cfg,
-                max_epoch=cfg.train.max_epoch,
-                start_epoch=start_epoch,
-                fixbase_epoch=cfg.train.fixbase_epoch,
-                open_layers=list(cfg.train.open_layers),
-                start_eval=cfg.test.start_eval,
-                eval_freq=cfg.test.eval_freq,
-            )
-        engine.stop_signal = None
+        _run_engine(
+            engine,
+            cfg,
+            max_epoch=cfg.train.max_epoch,
+            start_epoch=start_epoch,
+            fixbase_epoch=cfg.train.fixbase_epoch,
+            open_layers=list(cfg.train.open_layers),
+            start_eval=cfg.test.start_eval,
+            eval_freq=cfg.test.eval_freq,
+        )
         result = summarise(cfg, engine, recipe, time.time() - start, cfg.train.max_epoch)
         path = write_result(save_dir, result)
         print(f"=> Results written to {path}")

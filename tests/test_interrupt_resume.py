@@ -16,7 +16,7 @@ from ccsc_plugin import pipeline
 from ccsc_plugin.checkpoint import latest_checkpoint, load_checkpoint
 from ccsc_plugin.config import load_config
 from ccsc_plugin.engine import ImageCCSCEngine
-from ccsc_plugin.interrupt import TrainingInterrupted
+from ccsc_plugin.interrupt import StopOnSignal, TrainingInterrupted
 from ccsc_plugin.losses import CCSCLoss
 from ccsc_plugin.nonfinite import NonFiniteLoss
 
@@ -126,3 +126,13 @@ def test_sigterm_from_outside_saves_a_checkpoint_and_exits_143(market_root, tmp_
     assert "SIGTERM" in err and f"--resume {run}" in err
     checkpoint = latest_checkpoint(run)
     assert "-batch-" in checkpoint.name and load_checkpoint(checkpoint)["epoch"] < 500
+
+
+def test_first_signal_requests_a_stop_and_a_second_stops_at_once():
+    with StopOnSignal() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signum == signal.SIGTERM  # the process lives on: the engine stops after its step
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
