@@ -12,9 +12,11 @@ from ccsc_plugin.cli import main
 from ccsc_plugin.config import RecipeError, load_config
 from ccsc_plugin.datasets import DatasetNotFound, check_dataset
 from ccsc_plugin.datasets.integrity import BadImageError, BadImageWarning
+from ccsc_plugin.datasets.synthcam import SynthCam, SynthCamSpec
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
 RELEASE = "market1501/Market-1501-v15.09.15"
+TINY_SPEC = SynthCamSpec(num_train_ids=4, num_test_ids=3, num_cams=2, images_per_cam=2, height=32, width=16, seed=5)
 
 
 def as_args(overrides: list[str]) -> list[str]:
@@ -125,3 +127,11 @@ def test_a_batch_the_train_set_cannot_fill_is_a_recipe_error(tiny_overrides, ove
     assert main(["train", str(BASE), *as_args([*tiny_overrides, *overrides])]) == 2
     assert key in capsys.readouterr().err
     assert not (Path(cfg.data.save_dir) / "checkpoints").exists()
+
+
+def test_generated_set_missing_a_subfolder_is_redrawn(tmp_path, monkeypatch):
+    monkeypatch.setattr(SynthCam, "spec", TINY_SPEC)
+    first = SynthCam(root=str(tmp_path), verbose=False)
+    shutil.rmtree(Path(first.query_dir))
+    again = SynthCam(root=str(tmp_path), verbose=False)
+    assert again.query == first.query and len(again.query) > 0
