@@ -148,9 +148,11 @@ class ImageCCSCEngine(torchreid.engine.Engine):
     def run(self, save_dir: str = "log", **kwargs: Any) -> None:
         """torchreid's ``run``, with SIGINT/SIGTERM turned into a resumable checkpoint (see ``interrupt``)."""
         self.save_dir = save_dir
-        with StopOnSignal() as self.stop_signal:
-            super().run(save_dir=save_dir, **kwargs)
-        self.stop_signal = None
+        try:
+            with StopOnSignal() as self.stop_signal:
+                super().run(save_dir=save_dir, **kwargs)
+        finally:
+            self.stop_signal = None
 
     def train_sampler(self) -> ResumableSampler | None:
         """The train loader's resumable sampler, if it has one (see ``datasets.checks``)."""
