@@ -15,31 +15,45 @@ from typing import Any
 import torch
 
 CHECKPOINT_DIR = "checkpoints"
-_EPOCH_FILE = re.compile(r"epoch-(\d+)\.pt$")
+_EPOCH_FILE = re.compile(r"epoch-(\d+)(?:-batch-(\d+))?\.pt$")
 
 
 class CheckpointError(ValueError):
     """A file is not a checkpoint this plugin can load safely."""
 
 
-def checkpoint_path(save_dir: str | Path, epoch: int) -> Path:
-    """Where the checkpoint taken after ``epoch`` epochs lives in a run folder."""
-    return Path(save_dir) / CHECKPOINT_DIR / f"epoch-{epoch:03d}.pt"
+def checkpoint_path(save_dir: str | Path, epoch: int, batch: int = 0) -> Path:
+    """Where the checkpoint taken after ``epoch`` epochs (and ``batch`` batches of the next) lives."""
+    suffix = f"-batch-{batch:04d}" if batch else ""
+    return Path(save_dir) / CHECKPOINT_DIR / f"epoch-{epoch:03d}{suffix}.pt"
 
 
 def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(tmp_path)``, then rename into place, so a crash never leaves half a file."""
+    """Call ``write(tmp_path)``, flush it to disk, then rename into place: a crash never leaves half a file.
+
+    The temporary file sits beside ``path`` (same filesystem, so the rename is atomic) and is removed
+    if ``write`` fails; the previous ``path``, if any, is untouched until the rename.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -70,7 +84,9 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
     if run_dir.is_file():
         return run_dir
     found = sorted(
-        (int(m.group(1)), p) for p in (run_dir / CHECKPOINT_DIR).glob("epoch-*.pt") if (m := _EPOCH_FILE.search(p.name))
+        ((int(m.group(1)), int(m.group(2) or 0)), p)
+        for p in (run_dir / CHECKPOINT_DIR).glob("epoch-*.pt")
+        if (m := _EPOCH_FILE.search(p.name))
     )
     if not found:
         raise FileNotFoundError(f"No checkpoints under {run_dir / CHECKPOINT_DIR}; nothing to resume.")

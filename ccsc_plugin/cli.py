@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .checkpoint import CheckpointError, latest_checkpoint
 from .config import RecipeError, load_config
+from .datasets.integrity import BadImageError
+from .interrupt import TrainingInterrupted
 from .model import PretrainedWeightsUnavailable
+from .nonfinite import NonFiniteLoss
 
 # Errors a user can fix from the message alone: printed without a traceback, exit status 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -17,6 +21,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     CheckpointError,
     PretrainedWeightsUnavailable,
+    BadImageError,
 )
 
 
@@ -64,6 +69,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"ccsc-reid {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except NonFiniteLoss as error:
+        print(f"ccsc-reid {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as stop:
+        print(
+            f"ccsc-reid {args.command}: stopped by {stop}.\nResume with: {_resume_command(args, stop)}", file=sys.stderr
+        )
+        return stop.exit_code
+    except KeyboardInterrupt:
+        print(f"ccsc-reid {args.command}: stopped at once; nothing saved since the last checkpoint.", file=sys.stderr)
+        return 130
+
+
+def _resume_command(args: argparse.Namespace, stop: TrainingInterrupted) -> str:
+    """The command line that continues an interrupted ``train`` run from its checkpoint."""
+    if args.command != "train":
+        return f"ccsc-reid train RECIPE --resume {stop.checkpoint.parent.parent} (the run's recipe and --set options)"
+    overrides = [arg for item in args.overrides for arg in ("--set", item)]
+    run_dir = stop.checkpoint.parent.parent
+    return shlex.join(["ccsc-reid", "train", args.recipe, *overrides, "--resume", str(run_dir)])
 
 
 def _dispatch(args: argparse.Namespace) -> int:

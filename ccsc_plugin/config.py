@@ -77,6 +77,7 @@ def get_default_config() -> CN:
     cfg.data.cuhk03_labeled = False
     cfg.data.cuhk03_classic_split = False  # False = the 767/700 protocol
     cfg.data.market1501_500k = False
+    cfg.data.on_bad_image = "skip"  # unreadable image: skip (warn, count in result.json) | error (stop before training)
     cfg.data.synthcam = CN()  # size of the generated set (data.sources: [synthcam])
     cfg.data.synthcam.num_train_ids = 40
     cfg.data.synthcam.num_test_ids = 20
@@ -262,7 +263,8 @@ def load_config(recipe: str | Path | None = None, overrides: Iterable[str] = ())
 def validate(cfg: CN) -> None:
     """Reject impossible values before any training starts; each message names the key."""
     problems = []
-    if cfg.train.batch_size % cfg.sampler.num_instances and cfg.sampler.train_sampler == "RandomIdentitySampler":
+    k = cfg.sampler.num_instances
+    if k > 0 and cfg.train.batch_size % k and cfg.sampler.train_sampler == "RandomIdentitySampler":
         problems.append(
             f"train.batch_size ({cfg.train.batch_size}) must be divisible by sampler.num_instances "
             f"({cfg.sampler.num_instances}): a batch is P identities x K images."
@@ -276,6 +278,14 @@ def validate(cfg: CN) -> None:
             f"train.warmup_epochs ({cfg.train.warmup_epochs}) must be shorter than train.max_epoch "
             f"({cfg.train.max_epoch})."
         )
+    if cfg.data.on_bad_image not in ("skip", "error"):
+        problems.append(f"data.on_bad_image must be skip or error; got {cfg.data.on_bad_image!r}.")
+    non_negative = {
+        "train.max_epoch": cfg.train.max_epoch,
+        "train.warmup_epochs": cfg.train.warmup_epochs,
+        "data.workers": cfg.data.workers,
+    }
+    problems += [f"{key} must be >= 0, got {value}." for key, value in non_negative.items() if value < 0]
     if cfg.train.amp not in ("off", "bf16", "fp16"):
         problems.append(f"train.amp must be one of off, bf16, fp16; got {cfg.train.amp!r}.")
     positive = {

@@ -17,9 +17,12 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from . import metrics
+from . import metrics, rng
 from ._torchreid import torchreid
+from .interrupt import StopOnSignal, TrainingInterrupted
 from .losses import CCSCLoss, CenterLoss, CrossEntropyLoss, TripletLoss
+from .nonfinite import all_finite, non_finite_loss
+from .resumable_sampler import ResumableSampler
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -76,6 +79,8 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.checkpoint_extras = dict(checkpoint_extras or {})
         self.test_results: dict[str, dict[str, float]] = {}
+        self.stop_signal: StopOnSignal | None = None  # while run() trains: a signal saves and stops after a step
+        self.save_dir: str | None = None
 
         num_classes = datamanager.num_train_pids
         self.weights = {"id": weight_id, "ccsc": weight_ccsc, "triplet": weight_triplet, "center": weight_center}
@@ -127,6 +132,11 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         terms = self.compute_losses(logits, features, pids, camids)
         total = sum(self.weights[name] * value for name, value in terms.items())
 
+        summary = {f"loss_{name}": value.item() for name, value in terms.items()}
+        summary["loss"] = total.item()
+        if not all_finite(summary):  # stop before the step: the weights (and any checkpoint) stay good
+            raise non_finite_loss(summary, self.where(), self.last_checkpoint())
+
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
@@ -134,10 +144,56 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         if self.criterion_center is not None:
             self.criterion_center.update_centers(features, pids)
 
-        summary = {f"loss_{name}": value.item() for name, value in terms.items()}
-        summary["loss"] = total.item()
         summary["acc"] = torchreid.metrics.accuracy(logits.float(), pids)[0].item()
+        if self.stop_signal is not None and self.stop_signal.signum is not None:
+            raise TrainingInterrupted(self.stop_signal.signum, self.save_resume_point(), self.where())
         return summary
+
+    def run(self, save_dir: str = "log", **kwargs: Any) -> None:
+        """torchreid's ``run``, with SIGINT/SIGTERM turned into a resumable checkpoint (see ``interrupt``)."""
+        self.save_dir = save_dir
+        try:
+            with StopOnSignal() as self.stop_signal:
+                super().run(save_dir=save_dir, **kwargs)
+        finally:
+            self.stop_signal = None
+
+    def train_sampler(self) -> ResumableSampler | None:
+        """The train loader's resumable sampler, if it has one (see ``datasets.checks``)."""
+        sampler = getattr(getattr(self.train_loader, "batch_sampler", None), "sampler", None)
+        return sampler if isinstance(sampler, ResumableSampler) else None
+
+    def _batches_done(self) -> int:
+        """Batches of the current epoch finished, counting those done before a resume."""
+        sampler = self.train_sampler()
+        earlier = sampler.start // self.train_loader.batch_size if sampler is not None else 0
+        return earlier + getattr(self, "batch_idx", 0) + 1
+
+    def where(self) -> str:
+        """The current step, e.g. ``epoch 3/60, batch 7/12``."""
+        max_epoch = getattr(self, "max_epoch", 0)
+        return f"epoch {self.epoch + 1}/{max_epoch}, batch {self._batches_done()}/{len(self.train_loader)}"
+
+    def last_checkpoint(self) -> Path | None:
+        """The newest checkpoint of this run, if any."""
+        if self.save_dir is None:
+            return None
+        try:
+            return ckpt.latest_checkpoint(self.save_dir)
+        except FileNotFoundError:
+            return None
+
+    def save_resume_point(self) -> Path:
+        """Checkpoint the state after the current step, mid-epoch: with the epoch's order and position."""
+        state = self.checkpoint_state(self.epoch, None)  # ``epoch`` = epochs completed
+        sampler = self.train_sampler()
+        if sampler is not None:
+            state["sampler"] = sampler.state((getattr(self, "batch_idx", 0) + 1) * self.train_loader.batch_size)
+        path = ckpt.save_checkpoint(
+            state, ckpt.checkpoint_path(self.save_dir or "log", self.epoch, self._batches_done())
+        )
+        print(f"Resumable checkpoint saved to {path}")
+        return path
 
     @torch.no_grad()
     def extract_features(self, input: torch.Tensor) -> torch.Tensor:
@@ -191,6 +247,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "rng": rng.capture(),  # python, numpy, torch (and CUDA) generators: the next epoch draws the same
             **self.checkpoint_extras,
         }
         if self.criterion_center is not None:
@@ -204,7 +261,10 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         return path
 
     def resume(self, path: str | Path) -> int:
-        """Restore model, optimiser, scheduler, scaler and centres; return the epoch to start from."""
+        """Restore model, optimiser, scheduler, scaler, centres, sampler and RNG; return the epoch to start from.
+
+        A mid-epoch (interrupt) checkpoint continues that epoch at the next batch, in the same order.
+        """
         state = ckpt.load_checkpoint(ckpt.latest_checkpoint(path))
         self.model.load_state_dict(ckpt.strip_module_prefix(state["state_dict"]))
         self.optimizer.load_state_dict(state["optimizer"])
@@ -214,4 +274,10 @@ class ImageCCSCEngine(torchreid.engine.Engine):
             self.scaler.load_state_dict(state["scaler"])
         if self.criterion_center is not None and "center" in state:
             self.criterion_center.load_state_dict(state["center"])
+        sampler = self.train_sampler()
+        if "sampler" in state and sampler is not None:
+            sampler.load_state(state["sampler"], state.get("rng"))  # RNG restored when its batches start
+            print(f"=> Continuing epoch {int(state['epoch']) + 1} at sample {int(state['sampler']['position'])}")
+        elif state.get("rng") is not None:
+            rng.restore(state["rng"])
         return int(state["epoch"])

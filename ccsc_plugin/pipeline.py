@@ -20,6 +20,7 @@ from yacs.config import CfgNode as CN
 from . import checkpoint as ckpt
 from ._torchreid import torchreid
 from .datasets import PLUGIN_DATASETS, check_dataset, dataset_setting
+from .datasets.checks import DataChecks
 from .datasets.synthcam import SynthCam, SynthCamSpec
 from .engine import ImageCCSCEngine
 from .loaders import build_train_loader
@@ -55,12 +56,26 @@ def prepare_datasets(cfg: CN) -> None:
 
 
 def build_datamanager(cfg: CN):
-    """torchreid's ``ImageDataManager`` from the ``data``, ``sampler``, ``train`` and ``test`` sections.
+    """torchreid's ``ImageDataManager`` for ``cfg``, checked while it loads (see ``datasets.checks``).
 
-    Its train loader is rebuilt with the recipe's loader switches (``loaders.build_train_loader``).
+    Unreadable images are screened out and identities counted before the sampler is built; the
+    findings are kept as ``datamanager.data_checks`` for ``result.json``. The train loader is then rebuilt
+    with the recipe's loader switches (``loaders.build_train_loader``).
     """
     prepare_datasets(cfg)
-    datamanager = torchreid.data.ImageDataManager(
+    checks = DataChecks(
+        cfg.data.on_bad_image, cfg.sampler.train_sampler, cfg.train.batch_size, cfg.sampler.num_instances
+    )
+    with checks.hooked():
+        datamanager = _image_datamanager(cfg)
+    datamanager.data_checks = checks
+    datamanager.train_loader = build_train_loader(cfg, datamanager, on_gpu=use_gpu(cfg))
+    return datamanager
+
+
+def _image_datamanager(cfg: CN):
+    """torchreid's ``ImageDataManager`` from the ``data``, ``sampler``, ``train`` and ``test`` sections."""
+    return torchreid.data.ImageDataManager(
         root=cfg.data.root,
         sources=list(cfg.data.sources),
         targets=list(cfg.data.targets) or None,
@@ -81,8 +96,6 @@ def build_datamanager(cfg: CN):
         cuhk03_classic_split=cfg.data.cuhk03_classic_split,
         market1501_500k=cfg.data.market1501_500k,
     )
-    datamanager.train_loader = build_train_loader(cfg, datamanager, on_gpu=use_gpu(cfg))
-    return datamanager
 
 
 def build_model(cfg: CN, num_classes: int) -> torch.nn.Module:
@@ -191,8 +204,8 @@ class _Tee(io.TextIOBase):
 
 @contextlib.contextmanager
 def log_to(path: Path):
-    """Tee stdout into ``path`` for the duration of a run."""
-    with open(path, "a") as log_file, contextlib.redirect_stdout(_Tee(sys.stdout, log_file)):
+    """Tee stdout into ``path`` for the duration of a run (line-buffered: the log follows the run live)."""
+    with open(path, "a", buffering=1) as log_file, contextlib.redirect_stdout(_Tee(sys.stdout, log_file)):
         yield
 
 
@@ -211,6 +224,7 @@ def summarise(cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: flo
     """The ``result.json`` of a run: the first target's metrics at top level, every target below."""
     targets = list(cfg.data.targets) or list(cfg.data.sources)
     first = engine.test_results.get(targets[0], {})
+    checks = getattr(engine.datamanager, "data_checks", None)
     return {
         "recipe": recipe,
         "dataset": dataset_setting(targets[0], cfg.data.cuhk03_labeled, cfg.data.cuhk03_classic_split),
@@ -223,11 +237,17 @@ def summarise(cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: flo
         "git_commit": git_commit(),
         "wall_time_s": round(seconds, 1),
         "save_dir": str(Path(cfg.data.save_dir).resolve()),
+        **(checks.summary() if checks is not None else {}),
     }
 
 
 def train(cfg: CN, recipe: str | None = None) -> dict[str, Any]:
-    """Train (resuming if ``model.resume`` is set), evaluate, and write ``result.json``."""
+    """Train (resuming if ``model.resume`` is set), evaluate, and write ``result.json``.
+
+    SIGINT / SIGTERM save a resumable checkpoint after the current step and raise
+    :class:`~ccsc_plugin.interrupt.TrainingInterrupted`; a NaN or infinite loss raises
+    :class:`~ccsc_plugin.nonfinite.NonFiniteLoss` before its step, leaving the last good checkpoint.
+    """
     save_dir = Path(cfg.data.save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()

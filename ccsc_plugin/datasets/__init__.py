@@ -58,6 +58,8 @@ REQUIRED_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
+# Sub-folders a benchmark needs, under the first of its candidate base folders that exists
+# (torchreid's Market1501 accepts the release folder or its contents directly under market1501/).
 class DatasetNotFound(FileNotFoundError):
     """A benchmark's folder, or a file its loader reads, is missing under ``data.root``."""
 

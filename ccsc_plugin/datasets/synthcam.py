@@ -137,8 +137,9 @@ class SynthCam(Market1501):
         self.root = str(Path(root).expanduser().resolve())
         self.data_dir = str(Path(self.root) / self.dataset_dir / self.spec.key())
         folder = Path(self.data_dir)
-        if not (folder / "spec.json").is_file():
-            generate(folder, self.spec)
+        splits = ("bounding_box_train", "query", "bounding_box_test")
+        if not (folder / "spec.json").is_file() or not all((folder / split).is_dir() for split in splits):
+            generate(folder, self.spec)  # first use, or a damaged cache: (re)draw it, deterministically
         self.train_dir = str(folder / "bounding_box_train")
         self.query_dir = str(folder / "query")
         self.gallery_dir = str(folder / "bounding_box_test")

@@ -1,0 +1,83 @@
+"""Unreadable images are found before training starts, never inside a DataLoader worker.
+
+torchreid's ``read_image`` retries a corrupt file forever ("Will redo. Don't worry. Just chill.") and a
+missing file kills a worker mid-epoch. :class:`ImageScreen` decodes every listed image once, up front,
+the way torchreid will (``PIL.Image.open(path).convert('RGB')``), in threads and with a progress bar.
+Bad images are then dropped with a warning naming each file (``data.on_bad_image: skip``) or stop the
+run with one error listing them (``data.on_bad_image: error``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+from PIL import Image
+from tqdm import tqdm
+
+ON_BAD_IMAGE = ("skip", "error")
+
+
+class BadImageError(ValueError):
+    """Images cannot be decoded and the recipe says ``data.on_bad_image: error`` (or nothing is left)."""
+
+
+class BadImageWarning(UserWarning):
+    """An unreadable image was dropped from a split."""
+
+
+def unreadable_reason(path: str) -> str | None:
+    """Why ``path`` cannot be decoded as an RGB image, or None if it can."""
+    try:
+        with Image.open(path) as image:
+            image.convert("RGB")
+    except Exception as error:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError...
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+class ImageScreen:
+    """Checks each image path once and drops (or rejects) the unreadable ones from torchreid item lists."""
+
+    def __init__(self, on_bad_image: str = "skip", threads: int | None = None) -> None:
+        if on_bad_image not in ON_BAD_IMAGE:
+            raise ValueError(f"on_bad_image must be one of {ON_BAD_IMAGE}, got {on_bad_image!r}.")
+        self.on_bad_image = on_bad_image
+        self.threads = threads or min(8, os.cpu_count() or 1)
+        self.reasons: dict[str, str | None] = {}  # every path checked so far -> None (fine) or the reason
+        self.skipped: dict[str, str] = {}  # path -> reason, for the run's summary
+
+    def _check(self, paths: list[str], desc: str) -> None:
+        todo = [path for path in dict.fromkeys(paths) if path not in self.reasons]
+        if not todo:
+            return
+        with ThreadPoolExecutor(self.threads) as pool:
+            results = pool.map(unreadable_reason, todo, chunksize=32)
+            for path, reason in zip(
+                todo, tqdm(results, total=len(todo), desc=desc, unit="img", leave=False), strict=True
+            ):
+                self.reasons[path] = reason
+
+    def filter_items(self, items: list[tuple], desc: str = "Checking images") -> list[tuple]:
+        """``items`` (torchreid's ``(img_path, pid, camid, ...)``) without the unreadable images."""
+        paths = [item[0] for item in items if isinstance(item[0], str)]
+        self._check(paths, desc)
+        bad = {path: self.reasons[path] for path in paths if self.reasons[path]}
+        if not bad:
+            return items
+        kept = [item for item in items if item[0] not in bad]
+        listing = "\n  ".join(f"{path} ({reason})" for path, reason in list(bad.items())[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        if self.on_bad_image == "error" or not kept:
+            fix = (
+                "Replace or delete these files, or set data.on_bad_image=skip to train without them."
+                if kept
+                else "No readable image is left in this split: check data.root."
+            )
+            raise BadImageError(f"{len(bad)} unreadable image(s) ({desc}):\n  {listing}{more}\n{fix}")
+        for path, reason in bad.items():
+            if path not in self.skipped:
+                warnings.warn(f"Skipping unreadable image {path} ({reason})", BadImageWarning, stacklevel=2)
+                self.skipped[path] = reason
+        return kept
