@@ -57,8 +57,8 @@ def test_loader_switches_are_applied_and_train(tiny_overrides, pin_memory, persi
         ],
     )
     datamanager = pipeline.build_datamanager(cfg)
-    torchreid_sampler = datamanager.train_loader.sampler
-    assert isinstance(torchreid_sampler, torchreid.data.sampler.RandomIdentitySampler)
+    torchreid_sampler = datamanager.train_loader.sampler  # torchreid's, wrapped to be resumable mid-epoch
+    assert isinstance(torchreid_sampler.sampler, torchreid.data.sampler.RandomIdentitySampler)
     loader = datamanager.train_loader
     assert (loader.num_workers, loader.persistent_workers, loader.pin_memory) == (1, persistent_workers, False)
     assert loader.batch_size == 16 and loader.drop_last
