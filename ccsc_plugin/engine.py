@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from . import metrics
+from . import distributed, metrics
 from ._torchreid import torchreid
 from .losses import CCSCLoss, CenterLoss, CrossEntropyLoss, TripletLoss
 
@@ -37,6 +37,10 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         amp: ``"off"``, ``"bf16"`` or ``"fp16"`` autocast (fp16 uses a grad scaler).
         channels_last: run the model in channels-last memory format.
         checkpoint_extras: plain values stored in every checkpoint (config text, num_classes...).
+        ddp: wrap the model in ``DistributedDataParallel`` (the process group must be initialised);
+            only rank 0 then evaluates and writes checkpoints and the tensorboard log.
+        gather_features: under DDP, compute the CCSC and triplet terms on the features of all ranks
+            (all-gathered with gradient) instead of this rank's batch only.
     """
 
     def __init__(
@@ -58,11 +62,16 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         amp: str = "off",
         channels_last: bool = False,
         checkpoint_extras: dict[str, Any] | None = None,
+        ddp: bool = False,
+        gather_features: bool = False,
     ) -> None:
         super().__init__(datamanager, use_gpu)
         self.device = torch.device("cuda" if self.use_gpu else "cpu")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
+        if ddp:
+            self.model = distributed.wrap_model(self.model, self.device)
+        self.gather_features = gather_features
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.register_model("model", self.model, optimizer, scheduler)
@@ -85,6 +94,11 @@ class ImageCCSCEngine(torchreid.engine.Engine):
                 raise ValueError("Centre loss needs model.feature_dim (the size of the features it pulls).")
             self.criterion_center = CenterLoss(num_classes, feature_dim, alpha=center_alpha).to(self.device)
 
+    @property
+    def bare_model(self) -> torch.nn.Module:
+        """The model without its DDP wrapper: what is evaluated and checkpointed."""
+        return distributed.unwrap_model(self.model)
+
     def parse_data_for_train(self, data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images, identity labels and camera ids (torchreid's default drops the camera ids)."""
         return data["img"], data["pid"], data["camid"]
@@ -99,10 +113,14 @@ class ImageCCSCEngine(torchreid.engine.Engine):
     ) -> dict[str, torch.Tensor]:
         """Each configured (weight > 0) loss term, unweighted, in float32."""
         terms = {"id": self.compute_loss(self.criterion_id, logits.float(), pids)}
+        pair_features, pair_pids, pair_camids = features, pids, camids
+        if self.gather_features:
+            pair_features = distributed.all_gather_with_grad(features)
+            pair_pids, pair_camids = distributed.all_gather(pids), distributed.all_gather(camids)
         if self.weights["ccsc"] > 0:
-            terms["ccsc"] = self.criterion_ccsc(features, pids, camids)
+            terms["ccsc"] = self.criterion_ccsc(pair_features, pair_pids, pair_camids)
         if self.weights["triplet"] > 0:
-            terms["triplet"] = self.criterion_triplet(features.float(), pids)
+            terms["triplet"] = self.criterion_triplet(pair_features.float(), pair_pids)
         if self.criterion_center is not None:
             terms["center"] = self.criterion_center(features, pids)
         return terms
@@ -135,9 +153,27 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         summary["acc"] = torchreid.metrics.accuracy(logits.float(), pids)[0].item()
         return summary
 
+    def run(self, *args, **kwargs) -> None:
+        if not distributed.is_main_process():
+            self.writer = _NullWriter()  # one tensorboard log per run, written by rank 0
+        super().run(*args, **kwargs)
+
+    def train(self, *args, **kwargs) -> None:
+        """One epoch; a sampler with ``set_epoch`` (the plugin's) is reshuffled first, on every rank."""
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.epoch)
+        super().train(*args, **kwargs)
+
+    def test(self, *args, **kwargs) -> float:
+        """torchreid's test on rank 0 only (the others wait at the next collective)."""
+        if not distributed.is_main_process():
+            return 0.0
+        return super().test(*args, **kwargs)
+
     @torch.no_grad()
     def extract_features(self, input: torch.Tensor) -> torch.Tensor:
-        return self.model(input.to(self.device, memory_format=self.memory_format)).float()
+        return self.bare_model(input.to(self.device, memory_format=self.memory_format)).float()
 
     @torch.no_grad()
     def extract_loader_features(self, loader, desc: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -181,7 +217,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
     def checkpoint_state(self, epoch: int, rank1: float | None) -> dict[str, Any]:
         """Everything needed to resume after ``epoch`` epochs, as tensors and plain values."""
         state = {
-            "state_dict": self.model.state_dict(),
+            "state_dict": self.bare_model.state_dict(),
             "epoch": int(epoch),
             "rank1": None if rank1 is None else float(rank1),
             "optimizer": self.optimizer.state_dict(),
@@ -194,7 +230,9 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         return state
 
     def save_model(self, epoch: int, rank1, save_dir: str, is_best: bool = False) -> Path:
-        """Atomic, ``weights_only``-loadable replacement of torchreid's ``save_model``."""
+        """Atomic, ``weights_only``-loadable replacement of torchreid's ``save_model`` (rank 0 writes)."""
+        if not distributed.is_main_process():
+            return ckpt.checkpoint_path(save_dir, epoch + 1)
         path = ckpt.save_checkpoint(self.checkpoint_state(epoch + 1, rank1), ckpt.checkpoint_path(save_dir, epoch + 1))
         print(f"Checkpoint saved to {path}")
         return path
@@ -202,7 +240,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
     def resume(self, path: str | Path) -> int:
         """Restore model, optimiser, scheduler, scaler and centres; return the epoch to start from."""
         state = ckpt.load_checkpoint(ckpt.latest_checkpoint(path))
-        self.model.load_state_dict(ckpt.strip_module_prefix(state["state_dict"]))
+        self.bare_model.load_state_dict(ckpt.strip_module_prefix(state["state_dict"]))
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -211,3 +249,13 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         if self.criterion_center is not None and "center" in state:
             self.criterion_center.load_state_dict(state["center"])
         return int(state["epoch"])
+
+
+class _NullWriter:
+    """Stands in for tensorboard's ``SummaryWriter`` on ranks other than 0."""
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import time
 import warnings
@@ -18,7 +19,9 @@ import torch
 from yacs.config import CfgNode as CN
 
 from . import checkpoint as ckpt
+from . import distributed, samplers
 from ._torchreid import torchreid
+from .config import RecipeError
 from .datasets import PLUGIN_DATASETS, check_dataset
 from .datasets.synthcam import SynthCam, SynthCamSpec
 from .engine import ImageCCSCEngine
@@ -54,9 +57,15 @@ def prepare_datasets(cfg: CN) -> None:
 
 
 def build_datamanager(cfg: CN):
-    """torchreid's ``ImageDataManager`` from the ``data``, ``sampler``, ``train`` and ``test`` sections."""
+    """torchreid's ``ImageDataManager`` from the ``data``, ``sampler``, ``train`` and ``test`` sections.
+
+    With the plugin's sampler (camera-aware, or any identity sampler under DDP) the train loader is
+    rebuilt around it; otherwise torchreid's loader is used unchanged.
+    """
     prepare_datasets(cfg)
-    return torchreid.data.ImageDataManager(
+    rank, world_size = distributed.rank(), distributed.world_size()
+    plugin_sampler = samplers.uses_plugin_sampler(cfg, world_size)
+    datamanager = torchreid.data.ImageDataManager(
         root=cfg.data.root,
         sources=list(cfg.data.sources),
         targets=list(cfg.data.targets) or None,
@@ -72,11 +81,23 @@ def build_datamanager(cfg: CN):
         batch_size_test=cfg.test.batch_size,
         workers=cfg.data.workers,
         num_instances=cfg.sampler.num_instances,
-        train_sampler=cfg.sampler.train_sampler,
+        train_sampler=samplers.TORCHREID_IDENTITY_SAMPLER if plugin_sampler else cfg.sampler.train_sampler,
         cuhk03_labeled=cfg.data.cuhk03_labeled,
         cuhk03_classic_split=cfg.data.cuhk03_classic_split,
         market1501_500k=cfg.data.market1501_500k,
     )
+    if plugin_sampler:
+        loader = datamanager.train_loader
+        sampler = samplers.build_train_sampler(cfg, loader.dataset.train, rank, world_size)
+        datamanager.train_loader = torch.utils.data.DataLoader(
+            loader.dataset,
+            sampler=sampler,
+            batch_size=loader.batch_size,
+            num_workers=loader.num_workers,
+            pin_memory=loader.pin_memory,
+            drop_last=True,
+        )
+    return datamanager
 
 
 def build_model(cfg: CN, num_classes: int) -> torch.nn.Module:
@@ -163,6 +184,8 @@ def build_engine(cfg: CN, datamanager=None) -> ImageCCSCEngine:
         amp=cfg.train.amp,
         channels_last=cfg.train.channels_last,
         checkpoint_extras={"config": cfg.dump(), "num_classes": int(datamanager.num_train_pids)},
+        ddp=distributed.is_enabled(),
+        gather_features=cfg.loss.gather_features,
     )
 
 
@@ -184,7 +207,12 @@ class _Tee(io.TextIOBase):
 
 @contextlib.contextmanager
 def log_to(path: Path):
-    """Tee stdout into ``path`` for the duration of a run."""
+    """Tee stdout into ``path`` for the duration of a run; under DDP only rank 0 logs."""
+    if not distributed.is_main_process():
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as log_file, contextlib.redirect_stdout(_Tee(sys.stdout, log_file)):
         yield
 
@@ -220,13 +248,31 @@ def summarise(cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: flo
 
 
 def train(cfg: CN, recipe: str | None = None) -> dict[str, Any]:
-    """Train (resuming if ``model.resume`` is set), evaluate, and write ``result.json``."""
+    """Train (resuming if ``model.resume`` is set), evaluate, and write ``result.json``.
+
+    Under ``torchrun`` each process trains its shard with DDP; rank 0 logs, evaluates and writes.
+    """
+    ddp = distributed.init_from_env(cfg.train.dist_backend, use_gpu(cfg))
+    if ddp and cfg.train.fixbase_epoch > 0:
+        raise RecipeError("train.fixbase_epoch > 0 is not supported with DDP (torchrun): set it to 0.")
     save_dir = Path(cfg.data.save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    try:
+        result = _train(cfg, recipe, save_dir, start)
+    finally:
+        if ddp:
+            distributed.shutdown()
+    return result
+
+
+def _train(cfg: CN, recipe: str | None, save_dir: Path, start: float) -> dict[str, Any]:
     with log_to(save_dir / "train.log"):
-        torchreid.utils.set_random_seed(cfg.train.seed)
-        engine = build_engine(cfg)
+        if distributed.world_size() > 1:
+            print(f"=> DDP: {distributed.world_size()} processes, backend {torch.distributed.get_backend()}")
+        torchreid.utils.set_random_seed(cfg.train.seed + distributed.rank())  # ranks differ in augmentation
+        with distributed.main_process_first():  # rank 0 generates / checks the data first
+            datamanager = build_datamanager(cfg)
+        engine = build_engine(cfg, datamanager)
         start_epoch = engine.resume(cfg.model.resume) if cfg.model.resume else cfg.train.start_epoch
         if start_epoch:
             print(f"=> Resuming at epoch {start_epoch + 1}")
@@ -241,8 +287,9 @@ def train(cfg: CN, recipe: str | None = None) -> dict[str, Any]:
             eval_freq=cfg.test.eval_freq,
         )
         result = summarise(cfg, engine, recipe, time.time() - start, cfg.train.max_epoch)
-        path = write_result(save_dir, result)
-        print(f"=> Results written to {path}")
+        if distributed.is_main_process():
+            path = write_result(save_dir, result)
+            print(f"=> Results written to {path}")
     return result
 
 
