@@ -5,7 +5,7 @@ identity's centre plus noise (several images per identity, like a real gallery).
 (``GalleryIndex()``, identical to brute force) is the peer: recall@k is the share of its k nearest
 neighbours each approximate index also returns, and speed is exact query time / approximate query time.
 
-    PYTHONPATH=. python benchmarks/faiss_recall.py --gallery 50000 --queries 1000
+    PYTHONPATH=. python benchmarks/faiss_recall.py --gallery 20000 --queries 500
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def recall_at(truth: np.ndarray, found: np.ndarray, k: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gallery", type=int, default=50000)
-    parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--identities", type=int, default=5000)
+    parser.add_argument("--gallery", type=int, default=20000)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--identities", type=int, default=2000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--noise", type=float, default=0.5, help="image noise relative to the unit identity spread")
     parser.add_argument("--seed", type=int, default=0)
@@ -51,8 +51,8 @@ def main() -> None:
 
     configs = {
         "exact (peer)": {"kind": "exact"},
-        "ivf nlist=1024 nprobe=8": {"kind": "ivf", "nlist": 1024, "nprobe": 8},
-        "ivf nlist=1024 nprobe=32": {"kind": "ivf", "nlist": 1024, "nprobe": 32},
+        "ivf nlist=256 nprobe=8": {"kind": "ivf", "nlist": 256, "nprobe": 8},
+        "ivf nlist=256 nprobe=32": {"kind": "ivf", "nlist": 256, "nprobe": 32},
         "hnsw M=32 efSearch=64": {"kind": "hnsw", "hnsw_m": 32, "ef_search": 64},
         "hnsw M=32 efSearch=256": {"kind": "hnsw", "hnsw_m": 32, "ef_search": 256},
     }
