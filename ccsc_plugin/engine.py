@@ -145,8 +145,10 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if self.criterion_center is not None:
-            self.criterion_center.update_centers(features, pids)
+        if self.criterion_center is not None:  # under DDP every rank applies the same update: centres stay equal
+            self.criterion_center.update_centers(
+                distributed.all_gather(features.detach()), distributed.all_gather(pids)
+            )
 
         summary = {f"loss_{name}": value.item() for name, value in terms.items()}
         summary["loss"] = total.item()

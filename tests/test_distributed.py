@@ -27,6 +27,7 @@ DDP_OVERRIDES = [
     "sampler.train_sampler=CameraAwareIdentitySampler",
     "loss.gather_features=true",
     "loss.triplet.weight=1.0",
+    "loss.center.weight=0.003",
     "train.dist_backend=gloo",
 ]
 
@@ -64,6 +65,7 @@ def _train_one_epoch(rank: int, world_size: int, port: int, overrides: list[str]
             "parameters": {name: p.detach() for name, p in engine.bare_model.named_parameters()},
             "pids": [sorted(set(data["pid"].tolist())) for data in engine.train_loader],
             "gathered_sizes": gathered_sizes,
+            "centers": engine.criterion_center.centers,
         },
         Path(out) / f"rank{rank}.pt",
     )
@@ -88,6 +90,7 @@ def test_two_gloo_processes_end_with_identical_parameters(tiny_overrides, tmp_pa
     for key in params[0]:
         assert torch.equal(params[0][key], params[1][key]), key
     assert not torch.equal(params[0]["classifier.weight"], initial["classifier.weight"])  # it trained
+    assert torch.equal(ranks[0]["centers"], ranks[1]["centers"]) and ranks[0]["centers"].abs().sum() > 0
     steps = list(zip(ranks[0]["pids"], ranks[1]["pids"], strict=True))
     assert len(steps) >= 2
     for pids0, pids1 in steps:  # each rank its own 4 identities in every step
