@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_args(test)
     test.add_argument("--weights", required=True, help="checkpoint file or run folder (its latest checkpoint)")
 
+    export = commands.add_parser("export", help="export a trained model to ONNX (image batch -> 512-d features)")
+    export.add_argument("source", help="checkpoint file, run folder (its latest checkpoint) or recipe YAML")
+    export.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write, e.g. model.onnx")
+    export.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides"
+    )
+
     quickstart = commands.add_parser("quickstart", help="train baseline and CCSC on the generated set and compare")
     quickstart.add_argument("--recipe", default=None, help="quickstart recipe (default: recipes/quickstart.yaml)")
     quickstart.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -101,6 +108,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "test":
         weights = latest_checkpoint(args.weights)
         pipeline.evaluate(load_config(args.recipe, args.overrides), weights, recipe=args.recipe)
+    elif args.command == "export":
+        return _export(args)
     elif args.command == "quickstart":
         from .quickstart import run_quickstart
 
@@ -116,4 +125,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .recipe_index import RECIPE_DIR, format_recipes, list_recipes
 
         print(format_recipes(list_recipes(args.folder or RECIPE_DIR)))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import MAX_DIFFERENCE, export_from, is_recipe
+
+    if args.overrides and not is_recipe(args.source):
+        raise RecipeError("--set applies to a recipe; a checkpoint's model is exported with its stored recipe.")
+    cfg = load_config(args.source, args.overrides) if is_recipe(args.source) else None
+    path, difference = export_from(args.source, args.onnx, cfg)
+    print(f"Wrote {path}; onnxruntime vs PyTorch features: max |difference| = {difference:.2e}")
+    if difference > MAX_DIFFERENCE:
+        print(f"ccsc-reid export: error: the difference exceeds {MAX_DIFFERENCE:g}.", file=sys.stderr)
+        return 1
     return 0

@@ -17,6 +17,14 @@ import yaml
 from yacs.config import CfgNode as CN
 
 BASE_KEY = "_base_"
+# torchreid's own sampler names (data/sampler.py AVAI_SAMPLERS); the plugin adds CameraAwareIdentitySampler.
+TORCHREID_SAMPLERS = (
+    "RandomIdentitySampler",
+    "SequentialSampler",
+    "RandomSampler",
+    "RandomDomainSampler",
+    "RandomDatasetSampler",
+)
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -88,7 +96,7 @@ def get_default_config() -> CN:
     cfg.data.synthcam.seed = 0
 
     cfg.sampler = CN()
-    cfg.sampler.train_sampler = "RandomIdentitySampler"
+    cfg.sampler.train_sampler = "RandomIdentitySampler"  # a torchreid sampler or CameraAwareIdentitySampler
     cfg.sampler.num_instances = 4  # K
 
     cfg.train = CN()
@@ -110,6 +118,7 @@ def get_default_config() -> CN:
     cfg.train.amp = "off"  # off | bf16 | fp16
     cfg.train.channels_last = False
     cfg.train.compile = False  # torch.compile the model (first steps compile: pays off on long runs)
+    cfg.train.dist_backend = "auto"  # under torchrun: auto (nccl on GPUs, gloo on CPU) | gloo | nccl
 
     cfg.adam = CN()
     cfg.adam.beta1 = 0.9
@@ -129,6 +138,7 @@ def get_default_config() -> CN:
     cfg.loss.center = CN()
     cfg.loss.center.weight = 0.0
     cfg.loss.center.alpha = 0.5
+    cfg.loss.gather_features = False  # under DDP: CCSC and triplet terms over all ranks' features
 
     cfg.test = CN()
     cfg.test.batch_size = 128
@@ -264,7 +274,8 @@ def validate(cfg: CN) -> None:
     """Reject impossible values before any training starts; each message names the key."""
     problems = []
     k = cfg.sampler.num_instances
-    if k > 0 and cfg.train.batch_size % k and cfg.sampler.train_sampler == "RandomIdentitySampler":
+    identity_samplers = ("RandomIdentitySampler", "CameraAwareIdentitySampler")
+    if k > 0 and cfg.train.batch_size % k and cfg.sampler.train_sampler in identity_samplers:
         problems.append(
             f"train.batch_size ({cfg.train.batch_size}) must be divisible by sampler.num_instances "
             f"({cfg.sampler.num_instances}): a batch is P identities x K images."
@@ -286,6 +297,13 @@ def validate(cfg: CN) -> None:
         "data.workers": cfg.data.workers,
     }
     problems += [f"{key} must be >= 0, got {value}." for key, value in non_negative.items() if value < 0]
+    known_samplers = (*TORCHREID_SAMPLERS, "CameraAwareIdentitySampler")
+    if cfg.sampler.train_sampler not in known_samplers:
+        problems.append(
+            f"sampler.train_sampler must be one of {', '.join(known_samplers)}; got {cfg.sampler.train_sampler!r}."
+        )
+    if cfg.train.dist_backend not in ("auto", "gloo", "nccl"):
+        problems.append(f"train.dist_backend must be auto, gloo or nccl; got {cfg.train.dist_backend!r}.")
     if cfg.train.amp not in ("off", "bf16", "fp16"):
         problems.append(f"train.amp must be one of off, bf16, fp16; got {cfg.train.amp!r}.")
     positive = {

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from . import metrics, rng
+from . import distributed, metrics, rng
 from ._torchreid import torchreid
 from .interrupt import StopOnSignal, TrainingInterrupted
 from .losses import CCSCLoss, CenterLoss, CrossEntropyLoss, TripletLoss
@@ -42,6 +42,10 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         compile_model: run the model through ``torch.compile`` (``self.model`` stays the plain module, so
             checkpoints keep their keys; the compiled one is ``self.forward_model``).
         checkpoint_extras: plain values stored in every checkpoint (config text, num_classes...).
+        ddp: wrap the model in ``DistributedDataParallel`` (the process group must be initialised);
+            only rank 0 then evaluates and writes checkpoints and the tensorboard log.
+        gather_features: under DDP, compute the CCSC and triplet terms on the features of all ranks
+            (all-gathered with gradient) instead of this rank's batch only.
     """
 
     def __init__(
@@ -64,12 +68,17 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         channels_last: bool = False,
         compile_model: bool = False,
         checkpoint_extras: dict[str, Any] | None = None,
+        ddp: bool = False,
+        gather_features: bool = False,
     ) -> None:
         super().__init__(datamanager, use_gpu)
         self.device = torch.device("cuda" if self.use_gpu else "cpu")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
+        if ddp:
+            self.model = distributed.wrap_model(self.model, self.device)
         self.forward_model = torch.compile(self.model) if compile_model else self.model
+        self.gather_features = gather_features
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.register_model("model", self.model, optimizer, scheduler)
@@ -94,6 +103,11 @@ class ImageCCSCEngine(torchreid.engine.Engine):
                 raise ValueError("Centre loss needs model.feature_dim (the size of the features it pulls).")
             self.criterion_center = CenterLoss(num_classes, feature_dim, alpha=center_alpha).to(self.device)
 
+    @property
+    def bare_model(self) -> torch.nn.Module:
+        """The model without its DDP wrapper: what is evaluated and checkpointed."""
+        return distributed.unwrap_model(self.model)
+
     def parse_data_for_train(self, data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images, identity labels and camera ids (torchreid's default drops the camera ids)."""
         return data["img"], data["pid"], data["camid"]
@@ -108,10 +122,14 @@ class ImageCCSCEngine(torchreid.engine.Engine):
     ) -> dict[str, torch.Tensor]:
         """Each configured (weight > 0) loss term, unweighted, in float32."""
         terms = {"id": self.compute_loss(self.criterion_id, logits.float(), pids)}
+        pair_features, pair_pids, pair_camids = features, pids, camids
+        if self.gather_features:
+            pair_features = distributed.all_gather_with_grad(features)
+            pair_pids, pair_camids = distributed.all_gather(pids), distributed.all_gather(camids)
         if self.weights["ccsc"] > 0:
-            terms["ccsc"] = self.criterion_ccsc(features, pids, camids)
+            terms["ccsc"] = self.criterion_ccsc(pair_features, pair_pids, pair_camids)
         if self.weights["triplet"] > 0:
-            terms["triplet"] = self.criterion_triplet(features.float(), pids)
+            terms["triplet"] = self.criterion_triplet(pair_features.float(), pair_pids)
         if self.criterion_center is not None:
             terms["center"] = self.criterion_center(features, pids)
         return terms
@@ -141,8 +159,10 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if self.criterion_center is not None:
-            self.criterion_center.update_centers(features, pids)
+        if self.criterion_center is not None:  # under DDP every rank applies the same update: centres stay equal
+            self.criterion_center.update_centers(
+                distributed.all_gather(features.detach()), distributed.all_gather(pids)
+            )
 
         summary["acc"] = torchreid.metrics.accuracy(logits.float(), pids)[0].item()
         if self.stop_signal is not None and self.stop_signal.signum is not None:
@@ -152,6 +172,8 @@ class ImageCCSCEngine(torchreid.engine.Engine):
     def run(self, save_dir: str = "log", **kwargs: Any) -> None:
         """torchreid's ``run``, with SIGINT/SIGTERM turned into a resumable checkpoint (see ``interrupt``)."""
         self.save_dir = save_dir
+        if not distributed.is_main_process():
+            self.writer = _NullWriter()  # one tensorboard log per run, written by rank 0
         try:
             with StopOnSignal() as self.stop_signal:
                 super().run(save_dir=save_dir, **kwargs)
@@ -195,9 +217,23 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         print(f"Resumable checkpoint saved to {path}")
         return path
 
+    def train(self, *args, **kwargs) -> None:
+        """One epoch; a sampler with ``set_epoch`` (the plugin's) is reshuffled first, on every rank."""
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.epoch)
+        super().train(*args, **kwargs)
+
+    def test(self, *args, **kwargs) -> float:
+        """torchreid's test on rank 0 only (the others wait at the next collective)."""
+        if not distributed.is_main_process():
+            return 0.0
+        return super().test(*args, **kwargs)
+
     @torch.no_grad()
     def extract_features(self, input: torch.Tensor) -> torch.Tensor:
-        return self.forward_model(input.to(self.device, memory_format=self.memory_format)).float()
+        model = self.forward_model if self.model is self.bare_model else self.bare_model  # DDP: no collectives
+        return model(input.to(self.device, memory_format=self.memory_format)).float()
 
     @torch.no_grad()
     def extract_loader_features(self, loader, desc: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -241,7 +277,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
     def checkpoint_state(self, epoch: int, rank1: float | None) -> dict[str, Any]:
         """Everything needed to resume after ``epoch`` epochs, as tensors and plain values."""
         state = {
-            "state_dict": self.model.state_dict(),
+            "state_dict": self.bare_model.state_dict(),
             "epoch": int(epoch),
             "rank1": None if rank1 is None else float(rank1),
             "optimizer": self.optimizer.state_dict(),
@@ -255,7 +291,9 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         return state
 
     def save_model(self, epoch: int, rank1, save_dir: str, is_best: bool = False) -> Path:
-        """Atomic, ``weights_only``-loadable replacement of torchreid's ``save_model``."""
+        """Atomic, ``weights_only``-loadable replacement of torchreid's ``save_model`` (rank 0 writes)."""
+        if not distributed.is_main_process():
+            return ckpt.checkpoint_path(save_dir, epoch + 1)
         path = ckpt.save_checkpoint(self.checkpoint_state(epoch + 1, rank1), ckpt.checkpoint_path(save_dir, epoch + 1))
         print(f"Checkpoint saved to {path}")
         return path
@@ -266,7 +304,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         A mid-epoch (interrupt) checkpoint continues that epoch at the next batch, in the same order.
         """
         state = ckpt.load_checkpoint(ckpt.latest_checkpoint(path))
-        self.model.load_state_dict(ckpt.strip_module_prefix(state["state_dict"]))
+        self.bare_model.load_state_dict(ckpt.strip_module_prefix(state["state_dict"]))
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -281,3 +319,13 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         elif state.get("rng") is not None:
             rng.restore(state["rng"])
         return int(state["epoch"])
+
+
+class _NullWriter:
+    """Stands in for tensorboard's ``SummaryWriter`` on ranks other than 0."""
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import time
 import warnings
@@ -18,7 +19,9 @@ import torch
 from yacs.config import CfgNode as CN
 
 from . import checkpoint as ckpt
+from . import distributed, samplers
 from ._torchreid import torchreid
+from .config import RecipeError
 from .datasets import PLUGIN_DATASETS, check_dataset, dataset_setting
 from .datasets.checks import DataChecks
 from .datasets.synthcam import SynthCam, SynthCamSpec
@@ -26,6 +29,7 @@ from .engine import ImageCCSCEngine
 from .loaders import build_train_loader
 from .model import PretrainedWeightsUnavailable
 from .results import git_commit, write_result
+from .resumable_sampler import ResumableSampler
 from .schedule import WarmupMultiStepLR
 
 
@@ -60,20 +64,29 @@ def build_datamanager(cfg: CN):
 
     Unreadable images are screened out and identities counted before the sampler is built; the
     findings are kept as ``datamanager.data_checks`` for ``result.json``. The train loader is then rebuilt
-    with the recipe's loader switches (``loaders.build_train_loader``).
+    with the recipe's loader switches (``loaders.build_train_loader``) and, with the plugin's sampler
+    (camera-aware, or any identity sampler under DDP), around that sampler, made resumable mid-epoch.
     """
     prepare_datasets(cfg)
+    rank, world_size = distributed.rank(), distributed.world_size()
+    plugin_sampler = samplers.uses_plugin_sampler(cfg, world_size)
     checks = DataChecks(
         cfg.data.on_bad_image, cfg.sampler.train_sampler, cfg.train.batch_size, cfg.sampler.num_instances
     )
     with checks.hooked():
-        datamanager = _image_datamanager(cfg)
+        datamanager = _image_datamanager(
+            cfg, samplers.TORCHREID_IDENTITY_SAMPLER if plugin_sampler else cfg.sampler.train_sampler
+        )
     datamanager.data_checks = checks
-    datamanager.train_loader = build_train_loader(cfg, datamanager, on_gpu=use_gpu(cfg))
+    sampler = None
+    if plugin_sampler:
+        train_items = datamanager.train_loader.dataset.train
+        sampler = ResumableSampler(samplers.build_train_sampler(cfg, train_items, rank, world_size))
+    datamanager.train_loader = build_train_loader(cfg, datamanager, sampler=sampler, on_gpu=use_gpu(cfg))
     return datamanager
 
 
-def _image_datamanager(cfg: CN):
+def _image_datamanager(cfg: CN, train_sampler: str):
     """torchreid's ``ImageDataManager`` from the ``data``, ``sampler``, ``train`` and ``test`` sections."""
     return torchreid.data.ImageDataManager(
         root=cfg.data.root,
@@ -91,7 +104,7 @@ def _image_datamanager(cfg: CN):
         batch_size_test=cfg.test.batch_size,
         workers=cfg.data.workers,
         num_instances=cfg.sampler.num_instances,
-        train_sampler=cfg.sampler.train_sampler,
+        train_sampler=train_sampler,
         cuhk03_labeled=cfg.data.cuhk03_labeled,
         cuhk03_classic_split=cfg.data.cuhk03_classic_split,
         market1501_500k=cfg.data.market1501_500k,
@@ -183,6 +196,8 @@ def build_engine(cfg: CN, datamanager=None) -> ImageCCSCEngine:
         channels_last=cfg.train.channels_last,
         compile_model=cfg.train.compile,
         checkpoint_extras={"config": cfg.dump(), "num_classes": int(datamanager.num_train_pids)},
+        ddp=distributed.is_enabled(),
+        gather_features=cfg.loss.gather_features,
     )
 
 
@@ -204,7 +219,15 @@ class _Tee(io.TextIOBase):
 
 @contextlib.contextmanager
 def log_to(path: Path):
-    """Tee stdout into ``path`` for the duration of a run (line-buffered: the log follows the run live)."""
+    """Tee stdout into ``path`` for the duration of a run (line-buffered: the log follows the run live).
+
+    Under DDP only rank 0 logs.
+    """
+    if not distributed.is_main_process():
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", buffering=1) as log_file, contextlib.redirect_stdout(_Tee(sys.stdout, log_file)):
         yield
 
@@ -247,13 +270,29 @@ def train(cfg: CN, recipe: str | None = None) -> dict[str, Any]:
     SIGINT / SIGTERM save a resumable checkpoint after the current step and raise
     :class:`~ccsc_plugin.interrupt.TrainingInterrupted`; a NaN or infinite loss raises
     :class:`~ccsc_plugin.nonfinite.NonFiniteLoss` before its step, leaving the last good checkpoint.
+    Under ``torchrun`` each process trains its shard with DDP; rank 0 logs, evaluates and writes.
     """
+    ddp = distributed.init_from_env(cfg.train.dist_backend, use_gpu(cfg))
+    if ddp and cfg.train.fixbase_epoch > 0:
+        raise RecipeError("train.fixbase_epoch > 0 is not supported with DDP (torchrun): set it to 0.")
     save_dir = Path(cfg.data.save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    try:
+        result = _train(cfg, recipe, save_dir, start)
+    finally:
+        if ddp:
+            distributed.shutdown()
+    return result
+
+
+def _train(cfg: CN, recipe: str | None, save_dir: Path, start: float) -> dict[str, Any]:
     with log_to(save_dir / "train.log"):
-        torchreid.utils.set_random_seed(cfg.train.seed)
-        engine = build_engine(cfg)
+        if distributed.world_size() > 1:
+            print(f"=> DDP: {distributed.world_size()} processes, backend {torch.distributed.get_backend()}")
+        torchreid.utils.set_random_seed(cfg.train.seed + distributed.rank())  # ranks differ in augmentation
+        with distributed.main_process_first():  # rank 0 generates / checks the data first
+            datamanager = build_datamanager(cfg)
+        engine = build_engine(cfg, datamanager)
         start_epoch = engine.resume(cfg.model.resume) if cfg.model.resume else cfg.train.start_epoch
         if start_epoch:
             print(f"=> Resuming at epoch {start_epoch + 1}")
@@ -268,8 +307,9 @@ def train(cfg: CN, recipe: str | None = None) -> dict[str, Any]:
             eval_freq=cfg.test.eval_freq,
         )
         result = summarise(cfg, engine, recipe, time.time() - start, cfg.train.max_epoch)
-        path = write_result(save_dir, result)
-        print(f"=> Results written to {path}")
+        if distributed.is_main_process():
+            path = write_result(save_dir, result)
+            print(f"=> Results written to {path}")
     return result
 
 

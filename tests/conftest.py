@@ -73,3 +73,31 @@ def shared_cuhk03() -> Path:
     if not (SHARED_CUHK03 / "labels.csv").is_file():
         pytest.skip(f"{SHARED_CUHK03} is absent")
     return SHARED_CUHK03
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(market_root, tmp_path_factory) -> Path:
+    """A run folder with one checkpoint of a tiny model after one training step (stored recipe included)."""
+    from ccsc_plugin import pipeline
+
+    save_dir = tmp_path_factory.mktemp("tiny-run")
+    overrides = [
+        f"data.root={market_root}",
+        f"data.save_dir={save_dir}",
+        "data.height=64",
+        "data.width=32",
+        "data.workers=0",
+        "model.pretrained=false",
+        "train.batch_size=16",
+        "train.max_epoch=2",
+        "train.warmup_epochs=1",
+        "test.batch_size=32",
+    ]
+    torchreid.utils.set_random_seed(0)
+    engine = pipeline.build_engine(
+        load_config(Path(__file__).resolve().parents[1] / "recipes" / "base.yaml", overrides)
+    )
+    engine.set_model_mode("train")
+    engine.forward_backward(next(iter(engine.train_loader)))  # BN statistics and weights move off their init
+    engine.save_model(0, None, str(save_dir))
+    return save_dir

@@ -27,7 +27,7 @@ from ..resumable_sampler import ResumableSampler
 from .integrity import ImageScreen
 
 # Samplers that draw K images per identity (sampler.num_instances matters).
-IDENTITY_SAMPLERS = {"RandomIdentitySampler"}
+IDENTITY_SAMPLERS = {"RandomIdentitySampler", "CameraAwareIdentitySampler"}
 
 
 @dataclass
