@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ccsc_plugin.checkpoint import CheckpointError, save_checkpoint
-from ccsc_plugin.demo_backend import COLOURS, BORDER, DemoBackend, Query
+from ccsc_plugin.demo_backend import BORDER, COLOURS, DemoBackend, Query
 from ccsc_plugin.metrics import evaluate_rank
 from ccsc_plugin.retrieval import (
     DemoInputError,
