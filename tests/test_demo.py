@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from ccsc_plugin.checkpoint import CheckpointError, save_checkpoint
+from ccsc_plugin.cli import build_parser, main
 from ccsc_plugin.demo_backend import BORDER, COLOURS, DemoBackend, Query
 from ccsc_plugin.metrics import evaluate_rank
 from ccsc_plugin.retrieval import (
@@ -335,3 +336,37 @@ def test_query_answer_uses_its_cached_feature(backend):
     fresh = backend.answer(Query(query.image, query.pid, query.camid), "intensity")[0].ranking
     assert [m.index for m in from_cache.matches] == [m.index for m in fresh.matches]
     assert [m.distance for m in from_cache.matches] == pytest.approx([m.distance for m in fresh.matches], rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+@pytest.fixture
+def recorded_launch(monkeypatch):
+    """Replace Gradio's server start with a recorder: the CLI's wiring is tested without serving."""
+    import gradio as gr
+
+    calls = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: calls.append(kwargs))
+    return calls
+
+
+def test_cli_demo_listens_on_localhost_with_an_upload_limit(demo_checkpoints, tmp_path, recorded_launch):
+    weights = [arg for name in ("baseline", "ccsc") for arg in ("--weights", str(demo_checkpoints[name]))]
+    assert main(["demo", *weights, "--cache-dir", str(tmp_path), "--max-upload-mb", "2", "--port", "7999"]) == 0
+    (kwargs,) = recorded_launch
+    assert kwargs["server_name"] == "127.0.0.1" and kwargs["share"] is False
+    assert kwargs["server_port"] == 7999 and kwargs["max_file_size"] == 2 * 2**20
+
+
+def test_cli_demo_host_and_share_are_opt_in():
+    args = build_parser().parse_args(["demo", "--host", "0.0.0.0", "--share"])
+    assert (args.host, args.share) == ("0.0.0.0", True)
+    defaults = build_parser().parse_args(["demo"])
+    assert (defaults.host, defaults.share, defaults.weights) == ("127.0.0.1", False, None)
+
+
+def test_cli_demo_bad_dataset_is_an_error_before_serving(demo_checkpoints, tmp_path, recorded_launch, capsys):
+    code = main(["demo", "--weights", str(demo_checkpoints["ccsc"]), "--dataset", "nope", "--cache-dir", str(tmp_path)])
+    assert code == 2 and not recorded_launch
+    assert "Unknown dataset 'nope'" in capsys.readouterr().err
