@@ -72,7 +72,9 @@ class QueryGallery:
 # ---------------------------------------------------------------------------------------------- data
 
 
-def load_query_gallery(source: str | Path | None = None, root: str | Path = "reid-data", cfg: CN | None = None):
+def load_query_gallery(
+    source: str | Path | None = None, root: str | Path = "reid-data", cfg: CN | None = None
+) -> QueryGallery:
     """The query/gallery set to search, from one of:
 
     - ``None``: the test split of ``cfg``'s dataset (``data.targets[0]`` or ``data.sources[0]``);

@@ -22,7 +22,11 @@ TILE_ROW_HEIGHT = 300
 CSS = ".tile-gallery img { object-fit: contain !important; }"
 
 
-def _status(query: Query, source: str) -> str:
+def _status(query: Query) -> str:
+    if query.index is None:
+        source = "uploaded image (identity unknown)"
+    else:
+        source = f"query #{query.index} (identity {query.pid}, camera {query.camid})"
     lines = [f"**Query:** {source}"]
     lines += [f"⚠️ Note: {note}." for note in query.notes]
     return "\n\n".join(lines)
@@ -45,8 +49,6 @@ def build_app(backend: DemoBackend) -> gr.Blocks:
             "Green frame: right identity, red: wrong (gallery images of the query's identity from the query's "
             "own camera are skipped, as the evaluation protocol does)."
         )
-        for error in backend.errors:
-            gr.Markdown(f"⚠️ {error}", elem_classes=["load-error"])
         with gr.Row():
             with gr.Column(scale=3):
                 picker = gr.Gallery(
@@ -95,7 +97,7 @@ def build_app(backend: DemoBackend) -> gr.Blocks:
         current = gr.State(None)  # the Query being shown, re-answered when the map switch changes
         outputs = [current, query_view, status, *rows]
 
-        def respond(make_query, source, kind):
+        def respond(make_query, kind):
             try:
                 query = make_query()
                 answers = backend.answer(query, kind)
@@ -109,21 +111,19 @@ def build_app(backend: DemoBackend) -> gr.Blocks:
                     f"⚠️ Internal error ({type(error).__name__}: {error}).",
                     *[gr.skip()] * len(rows),
                 ]
-            return [query, display_tile(query.image), _status(query, source), *_answer_updates(answers)]
+            return [query, display_tile(query.image), _status(query), *_answer_updates(answers)]
 
         def on_pick(kind: str, evt: gr.SelectData):
             index = int(evt.index)  # an index into the server's own query list: no client path is used
-            item = data.query[index] if 0 <= index < len(data.query) else None
-            source = f"query #{index} (identity {item.pid}, camera {item.camid})" if item else f"query #{index}"
-            return respond(lambda: backend.query_from_set(index), source, kind)
+            return respond(lambda: backend.query_from_set(index), kind)
 
         def on_upload(payload: bytes | None, kind: str):
-            return respond(lambda: backend.query_from_upload(payload), "uploaded image (identity unknown)", kind)
+            return respond(lambda: backend.query_from_upload(payload), kind)
 
         def on_switch(query: Query | None, kind: str):
             if query is None:
                 return [gr.skip()] * len(outputs)
-            return respond(lambda: query, "same query, other map", kind)
+            return respond(lambda: query, kind)
 
         picker.select(on_pick, inputs=[map_kind], outputs=outputs)
         upload.upload(on_upload, inputs=[upload, map_kind], outputs=outputs)
