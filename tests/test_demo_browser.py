@@ -7,6 +7,7 @@ import io
 import os
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -55,7 +56,7 @@ def served(demo_checkpoints, tmp_path_factory):
         max_upload_bytes=UPLOAD_LIMIT,
     )
     app = _load_app_module().launch(backend, port=_free_port(), block=False)
-    yield app
+    yield SimpleNamespace(app=app, backend=backend, url=app.local_url)
     app.close()
 
 
@@ -73,7 +74,7 @@ def browser():
 def page(served, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1300})
     page.set_default_timeout(TIMEOUT_MS)
-    page.goto(served.local_url)
+    page.goto(served.url)
     page.wait_for_selector("#query-set img")
     yield page
     page.close()
@@ -86,8 +87,8 @@ def _wait_for_images(page, selector: str, count: int) -> None:
 
 
 def test_serves_on_localhost_only(served):
-    assert served.server_name == "127.0.0.1"
-    assert served.local_url.startswith("http://127.0.0.1:")
+    assert served.app.server_name == "127.0.0.1"
+    assert served.url.startswith("http://127.0.0.1:")
 
 
 def test_pick_a_query_shows_top5_and_maps_for_both_models(page, tmp_path):
@@ -134,6 +135,19 @@ def test_oversized_upload_is_refused_by_the_server(served):
     Image.effect_noise((400, 400), 80).convert("RGB").save(buffer, format="PNG")
     assert buffer.tell() > UPLOAD_LIMIT
     response = httpx.post(
-        served.local_url + "gradio_api/upload", files={"files": ("big.png", buffer.getvalue(), "image/png")}
+        served.url + "gradio_api/upload", files={"files": ("big.png", buffer.getvalue(), "image/png")}
     )
     assert response.status_code == 413
+
+
+def test_a_path_sent_by_the_client_is_never_opened(served, tmp_path, monkeypatch):
+    secret = tmp_path / "server-side.png"
+    Image.new("RGB", (64, 128), (255, 0, 0)).save(secret)
+    received = []
+    monkeypatch.setattr(served.backend, "query_from_upload", received.append)
+    payload = {"data": [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}, "gradcam"]}
+    call = httpx.post(served.url + "gradio_api/call/on_upload", json=payload)
+    call.raise_for_status()
+    events = httpx.get(served.url + f"gradio_api/call/on_upload/{call.json()['event_id']}", timeout=60).text
+    assert "event: error" in events and "not uploaded by a user" in events
+    assert received == []  # the handler never saw it
