@@ -124,11 +124,11 @@ class DemoBackend:
 
     @staticmethod
     def _load_slot(weights: str) -> ModelSlot:
-        label = Path(weights).name or weights
         try:
-            return ModelSlot(weights, label, retriever=Retriever(weights, label=label))
+            retriever = Retriever(weights)
         except (FileNotFoundError, CheckpointError) as error:
-            return ModelSlot(weights, label, error=checkpoint_message(weights, error))
+            return ModelSlot(weights, Path(weights).name or weights, error=checkpoint_message(weights, error))
+        return ModelSlot(weights, retriever.label, retriever=retriever)
 
     def warm_up(self) -> None:
         """Answer one query with each map kind, so the first user's query is as fast as the next."""

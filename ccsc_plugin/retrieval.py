@@ -175,7 +175,7 @@ def _sha256(path: Path) -> str:
 class Retriever:
     """A trained model rebuilt from a checkpoint, with its recipe's input size, normalisation and metric."""
 
-    def __init__(self, weights: str | Path, label: str | None = None) -> None:
+    def __init__(self, weights: str | Path) -> None:
         path = ckpt.latest_checkpoint(weights) if Path(weights).is_dir() else Path(weights)
         state = ckpt.load_checkpoint(path)
         if "config" not in state or "num_classes" not in state:
@@ -185,7 +185,8 @@ class Retriever:
             )
         self.cfg = CN.load_cfg(state["config"])
         self.path = path
-        self.label = label or (path.parent.parent.name if path.parent.name == ckpt.CHECKPOINT_DIR else path.stem)
+        # A run folder's name ("baseline", "ccsc"), or the file's stem for a checkpoint outside a run folder.
+        self.label = path.parent.parent.name if path.parent.name == ckpt.CHECKPOINT_DIR else path.stem
         self.size = (int(self.cfg.data.height), int(self.cfg.data.width))
         self.metric = str(self.cfg.test.dist_metric)
         self.normalize_feature = bool(self.cfg.test.normalize_feature)
