@@ -58,7 +58,7 @@ class ModelSlot:
 
 @dataclass
 class ModelAnswer:
-    """One slot's answer to a query: captioned tiles for the top-k and for the maps (query first)."""
+    """One slot's answer to a query: captioned tiles for the top-k, and their maps followed by the query's."""
 
     label: str
     summary: str
@@ -186,12 +186,13 @@ class DemoBackend:
         else:
             maps = intensity_maps(retriever.model, batch)
         tiles = [display_tile(image) for image in (query.image, *matched)]
-        results, map_tiles = [], [(bordered(overlay(tiles[0], maps[0]), QUERY_COLOUR), "query")]
+        results, map_tiles = [], []
         for match, tile, heatmap in zip(ranking.matches, tiles[1:], maps[1:], strict=True):
             verdict = {True: " · ✓ right id", False: " · ✗ wrong id", None: ""}[match.correct]
             caption = f"#{match.rank} · d={match.distance:.3f} · cam {match.camid}{verdict}"
             results.append((bordered(tile, COLOURS[match.correct]), caption))
             map_tiles.append((bordered(overlay(tile, heatmap), COLOURS[match.correct]), f"#{match.rank}"))
+        map_tiles.append((bordered(overlay(tiles[0], maps[0]), QUERY_COLOUR), "query"))  # last: under no match
         return ModelAnswer(slot.label, summarise(slot, ranking), results, map_tiles, ranking)
 
 

@@ -18,7 +18,6 @@ from ccsc_plugin.retrieval import DemoInputError
 LOG = logging.getLogger("ccsc-reid.demo")
 MAP_CHOICES = [("Grad-CAM (similarity to the match)", "gradcam"), ("Feature-map intensity (paper Fig. 4)", "intensity")]
 THUMBNAILS = 200
-TILE_ROW_HEIGHT = 300
 CSS = ".tile-gallery img { object-fit: contain !important; }"
 
 
@@ -74,25 +73,24 @@ def build_app(backend: DemoBackend) -> gr.Blocks:
         for index, slot in enumerate(backend.slots):
             with gr.Group():
                 summary = gr.Markdown(f"### {slot.label}" if slot.error is None else f"⚠️ {slot.error}")
-                with gr.Row(visible=slot.error is None):
-                    results = gr.Gallery(
-                        label=f"{slot.label}: top-{backend.topk}",
-                        columns=backend.topk,
-                        height=TILE_ROW_HEIGHT,
-                        allow_preview=False,
-                        scale=backend.topk,
-                        elem_id=f"results-{index}",
-                        elem_classes=["tile-gallery"],
-                    )
-                    maps = gr.Gallery(
-                        label=f"{slot.label}: response maps (query, then each match)",
-                        columns=backend.topk + 1,
-                        height=TILE_ROW_HEIGHT,
-                        allow_preview=False,
-                        scale=backend.topk + 1,
-                        elem_id=f"maps-{index}",
-                        elem_classes=["tile-gallery"],
-                    )
+                results = gr.Gallery(
+                    label=f"{slot.label}: top-{backend.topk}",
+                    columns=backend.topk + 1,
+                    height="auto",
+                    allow_preview=False,
+                    visible=slot.error is None,
+                    elem_id=f"results-{index}",
+                    elem_classes=["tile-gallery"],
+                )
+                maps = gr.Gallery(
+                    label=f"{slot.label}: response maps of each match, then of the query",
+                    columns=backend.topk + 1,
+                    height="auto",
+                    allow_preview=False,
+                    visible=slot.error is None,
+                    elem_id=f"maps-{index}",
+                    elem_classes=["tile-gallery"],
+                )
             rows += [summary, results, maps]
         current = gr.State(None)  # the Query being shown, re-answered when the map switch changes
         outputs = [current, query_view, status, *rows]

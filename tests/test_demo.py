@@ -14,7 +14,7 @@ from PIL import Image
 
 from ccsc_plugin.checkpoint import CheckpointError, save_checkpoint
 from ccsc_plugin.cli import build_parser, main
-from ccsc_plugin.demo_backend import BORDER, COLOURS, DemoBackend, Query
+from ccsc_plugin.demo_backend import BORDER, COLOURS, QUERY_COLOUR, DemoBackend, Query
 from ccsc_plugin.metrics import evaluate_rank
 from ccsc_plugin.retrieval import (
     DemoInputError,
@@ -295,6 +295,8 @@ def test_answer_for_a_query_from_the_set(backend, kind):
             assert tuple(tile[0, 0]) == COLOURS[match.correct]  # green / red frame
             assert tuple(tile[BORDER + 2, BORDER + 2]) != COLOURS[match.correct]
             assert caption.startswith(f"#{match.rank} · d=") and f"cam {match.camid}" in caption
+        frames = [COLOURS[m.correct] for m in answer.ranking.matches] + [QUERY_COLOUR]  # maps: matches, then query
+        assert [tuple(tile[0, 0]) for tile, _ in answer.maps] == frames
         expected = slot.retriever.distances(slot.query_features[3:4], slot.gallery_features)[0]
         assert answer.ranking.matches[0].distance == pytest.approx(float(expected.min()))
         assert "AP" in answer.summary and "first correct match at rank" in answer.summary
