@@ -188,8 +188,8 @@ class DemoBackend:
         tiles = [display_tile(image) for image in (query.image, *matched)]
         results, map_tiles = [], []
         for match, tile, heatmap in zip(ranking.matches, tiles[1:], maps[1:], strict=True):
-            verdict = {True: " · ✓ right id", False: " · ✗ wrong id", None: ""}[match.correct]
-            caption = f"#{match.rank} · d={match.distance:.3f} · cam {match.camid}{verdict}"
+            verdict = {True: " ✓", False: " ✗", None: ""}[match.correct]  # right / wrong identity
+            caption = f"#{match.rank} d={match.distance:.3f} cam {match.camid}{verdict}"
             results.append((bordered(tile, COLOURS[match.correct]), caption))
             map_tiles.append((bordered(overlay(tile, heatmap), COLOURS[match.correct]), f"#{match.rank}"))
         map_tiles.append((bordered(overlay(tiles[0], maps[0]), QUERY_COLOUR), "query"))  # last: under no match

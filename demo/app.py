@@ -18,6 +18,7 @@ from ccsc_plugin.retrieval import DemoInputError
 LOG = logging.getLogger("ccsc-reid.demo")
 MAP_CHOICES = [("Grad-CAM (similarity to the match)", "gradcam"), ("Feature-map intensity (paper Fig. 4)", "intensity")]
 THUMBNAILS = 200
+TILE_ROW_HEIGHT = 270  # one row of tiles, without empty space below
 CSS = ".tile-gallery img { object-fit: contain !important; }"
 
 
@@ -76,7 +77,8 @@ def build_app(backend: DemoBackend) -> gr.Blocks:
                 results = gr.Gallery(
                     label=f"{slot.label}: top-{backend.topk}",
                     columns=backend.topk + 1,
-                    height="auto",
+                    fit_columns=False,
+                    height=TILE_ROW_HEIGHT,
                     allow_preview=False,
                     visible=slot.error is None,
                     elem_id=f"results-{index}",
@@ -85,7 +87,8 @@ def build_app(backend: DemoBackend) -> gr.Blocks:
                 maps = gr.Gallery(
                     label=f"{slot.label}: response maps of each match, then of the query",
                     columns=backend.topk + 1,
-                    height="auto",
+                    fit_columns=False,
+                    height=TILE_ROW_HEIGHT,
                     allow_preview=False,
                     visible=slot.error is None,
                     elem_id=f"maps-{index}",

@@ -294,7 +294,7 @@ def test_answer_for_a_query_from_the_set(backend, kind):
             assert match.correct == (backend.data.gallery[match.index].pid == query.pid)
             assert tuple(tile[0, 0]) == COLOURS[match.correct]  # green / red frame
             assert tuple(tile[BORDER + 2, BORDER + 2]) != COLOURS[match.correct]
-            assert caption.startswith(f"#{match.rank} · d=") and f"cam {match.camid}" in caption
+            assert caption.startswith(f"#{match.rank} d=") and f"cam {match.camid}" in caption
         frames = [COLOURS[m.correct] for m in answer.ranking.matches] + [QUERY_COLOUR]  # maps: matches, then query
         assert [tuple(tile[0, 0]) for tile, _ in answer.maps] == frames
         expected = slot.retriever.distances(slot.query_features[3:4], slot.gallery_features)[0]

@@ -99,7 +99,7 @@ def test_pick_a_query_shows_top5_and_maps_for_both_models(page, tmp_path):
     status = page.locator("#status").inner_text()
     assert "query #3" in status
     captions = page.locator("#results-0").inner_text()
-    assert all(f"#{rank} · d=" in captions for rank in range(1, 6))
+    assert all(f"#{rank} d=" in captions for rank in range(1, 6))
     assert "first correct match at rank" in page.content()
     first_map = page.locator("#maps-0 img").nth(1).get_attribute("src")
 
