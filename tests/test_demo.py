@@ -355,7 +355,9 @@ def recorded_launch(monkeypatch):
 
 def test_cli_demo_listens_on_localhost_with_an_upload_limit(demo_checkpoints, tmp_path, recorded_launch):
     weights = [arg for name in ("baseline", "ccsc") for arg in ("--weights", str(demo_checkpoints[name]))]
-    assert main(["demo", *weights, "--cache-dir", str(tmp_path), "--max-upload-mb", "2", "--port", "7999"]) == 0
+    args = ["--cache-dir", str(tmp_path), "--max-upload-mb", "2", "--port", "7999", "--threads", "1"]
+    assert main(["demo", *weights, *args]) == 0
+    assert torch.get_num_threads() == 1
     (kwargs,) = recorded_launch
     assert kwargs["server_name"] == "127.0.0.1" and kwargs["share"] is False
     assert kwargs["server_port"] == 7999 and kwargs["max_file_size"] == 2 * 2**20
