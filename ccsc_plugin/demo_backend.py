@@ -82,9 +82,9 @@ def checkpoint_message(weights: str, error: Exception) -> str:
     """What went wrong with a checkpoint, and the command that makes a usable one."""
     fix = "Run `make quickstart` (or `ccsc-reid quickstart`) to train the default baseline and CCSC models"
     if weights not in DEFAULT_WEIGHTS:
-        fix = "Train one with `ccsc-reid train RECIPE`, or run `make quickstart` for the default models,"
+        fix = "Train one with `ccsc-reid train RECIPE`, or run `make quickstart` for the default models"
     problem = f"No checkpoint at `{weights}`." if isinstance(error, FileNotFoundError) else f"{error}"
-    return f"{problem} {fix} or pass `--weights RUN_DIR`."
+    return f"{problem} {fix}, or pass `--weights RUN_DIR`."
 
 
 def bordered(image: np.ndarray, colour: tuple[int, int, int], width: int = BORDER) -> np.ndarray:
