@@ -66,6 +66,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     recipes = commands.add_parser("recipes", help="list the recipes: path, dataset, method, paper cell")
     recipes.add_argument("folder", nargs="?", default=None, help="recipe folder (default: the repository's recipes/)")
+
+    demo = commands.add_parser("demo", help="browser demo: top-5 retrievals and response maps, models side by side")
+    demo.add_argument(
+        "--weights",
+        action="append",
+        metavar="W",
+        help="checkpoint file or run folder, one row each (repeatable; default: runs/quickstart/baseline and "
+        "runs/quickstart/ccsc, written by `make quickstart`)",
+    )
+    demo.add_argument(
+        "--dataset",
+        help="query/gallery set: a torchreid dataset name (read under --data-root), a CSV path,pid,camid[,split] "
+        "or a folder holding labels.csv, or a Market-1501-style folder (default: the first checkpoint's test set)",
+    )
+    demo.add_argument("--data-root", default="reid-data", help="where torchreid datasets live (default: reid-data)")
+    demo.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, local only)")
+    demo.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    demo.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    demo.add_argument("--cache-dir", default=None, help="feature cache (default: ~/.cache/ccsc-reid/features)")
+    demo.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload (default: 10)")
+    demo.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 is faster on a busy machine)"
+    )
     return parser
 
 
@@ -125,6 +148,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .recipe_index import RECIPE_DIR, format_recipes, list_recipes
 
         print(format_recipes(list_recipes(args.folder or RECIPE_DIR)))
+    elif args.command == "demo":
+        return _serve_demo(args)
     return 0
 
 
@@ -139,4 +164,39 @@ def _export(args: argparse.Namespace) -> int:
     if difference > MAX_DIFFERENCE:
         print(f"ccsc-reid export: error: the difference exceeds {MAX_DIFFERENCE:g}.", file=sys.stderr)
         return 1
+    return 0
+
+
+def _serve_demo(args: argparse.Namespace) -> int:
+    """Load the checkpoints and data, then serve ``demo/app.py`` (it ships with the source tree)."""
+    import importlib.util
+
+    from .demo_backend import DEFAULT_WEIGHTS, DemoBackend
+    from .retrieval import DemoInputError
+
+    app_file = Path(__file__).resolve().parents[1] / "demo" / "app.py"
+    if not app_file.is_file():
+        raise FileNotFoundError(f"{app_file} is missing: run the demo from a source checkout (git clone).")
+    spec = importlib.util.spec_from_file_location("ccsc_demo_app", app_file)
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        backend = DemoBackend(
+            weights=args.weights or DEFAULT_WEIGHTS,
+            dataset=args.dataset,
+            data_root=args.data_root,
+            cache_dir=args.cache_dir,
+            max_upload_bytes=int(args.max_upload_mb * 2**20),
+        )
+    except DemoInputError as error:
+        print(f"ccsc-reid demo: error: {error}", file=sys.stderr)
+        return 2
+    for error in backend.errors:
+        print(f"ccsc-reid demo: warning: {error}", file=sys.stderr)
+    backend.warm_up()
+    app.launch(backend, host=args.host, port=args.port, share=args.share)
     return 0

@@ -101,3 +101,21 @@ def tiny_checkpoint(market_root, tmp_path_factory) -> Path:
     engine.forward_backward(next(iter(engine.train_loader)))  # BN statistics and weights move off their init
     engine.save_model(0, None, str(save_dir))
     return save_dir
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoints(market_root, tmp_path_factory) -> dict[str, Path]:
+    """Two untrained resnet50_ccsc checkpoints (as `ccsc-reid train` writes them) on the generated Market tree."""
+    from ccsc_plugin.checkpoint import checkpoint_path, save_checkpoint
+
+    runs = tmp_path_factory.mktemp("demo-runs")
+    overrides = [f"data.root={market_root}", "data.sources=[market1501]", "data.height=64", "data.width=32"]
+    cfg = load_config(Path(__file__).resolve().parents[1] / "recipes" / "base.yaml", overrides)
+    folders = {}
+    for seed, name in enumerate(("baseline", "ccsc")):
+        torch.manual_seed(seed)
+        model = torchreid.models.build_model("resnet50_ccsc", 8, loss="ccsc", pretrained=False)
+        state = {"state_dict": model.state_dict(), "config": cfg.dump(), "num_classes": 8, "epoch": 1}
+        save_checkpoint(state, checkpoint_path(runs / name, 1))
+        folders[name] = runs / name
+    return folders

@@ -1,0 +1,158 @@
+"""The ccsc-reid browser demo (Gradio Blocks): top-5 retrievals and response maps, baseline vs CCSC.
+
+Start it with ``make demo`` or ``ccsc-reid demo [--weights W ...] [--dataset D] [--host H] [--port P]``;
+``python demo/app.py ...`` takes the same options. The logic lives in ``ccsc_plugin.demo_backend``;
+this file only lays out the page and turns answers and errors into component updates.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import gradio as gr
+
+from ccsc_plugin.demo_backend import DemoBackend, ModelAnswer, Query, display_tile
+from ccsc_plugin.retrieval import DemoInputError
+
+LOG = logging.getLogger("ccsc-reid.demo")
+MAP_CHOICES = [("Grad-CAM (similarity to the match)", "gradcam"), ("Feature-map intensity (paper Fig. 4)", "intensity")]
+THUMBNAILS = 200
+TILE_ROW_HEIGHT = 270  # one row of tiles, without empty space below
+CSS = ".tile-gallery img { object-fit: contain !important; }"
+
+
+def _status(query: Query) -> str:
+    if query.index is None:
+        source = "uploaded image (identity unknown)"
+    else:
+        source = f"query #{query.index} (identity {query.pid}, camera {query.camid})"
+    lines = [f"**Query:** {source}"]
+    lines += [f"⚠️ Note: {note}." for note in query.notes]
+    return "\n\n".join(lines)
+
+
+def _answer_updates(answers: list[ModelAnswer]) -> list:
+    updates = []
+    for answer in answers:
+        updates += [answer.summary, answer.results, answer.maps]
+    return updates
+
+
+def build_app(backend: DemoBackend) -> gr.Blocks:
+    """The page: query picker and upload, a map switch, then one row of top-5 and maps per checkpoint."""
+    data = backend.data
+    with gr.Blocks(title="ccsc-reid demo", analytics_enabled=False) as app:
+        gr.Markdown(
+            f"# ccsc-reid: who is this person?\n"
+            f"Dataset **{data.name}**: {len(data.query)} queries, {len(data.gallery)} gallery images. "
+            "Green frame: right identity, red: wrong (gallery images of the query's identity from the query's "
+            "own camera are skipped, as the evaluation protocol does)."
+        )
+        with gr.Row():
+            with gr.Column(scale=3):
+                picker = gr.Gallery(
+                    value=backend.query_thumbnails(THUMBNAILS),
+                    label=f"Query set (first {min(THUMBNAILS, len(data.query))} of {len(data.query)}): click one",
+                    columns=10,
+                    height=300,
+                    allow_preview=False,
+                    object_fit="contain",
+                    elem_id="query-set",
+                )
+                upload = gr.File(
+                    label=f"...or upload a person image (JPEG/PNG, at most {backend.max_upload_bytes // 2**20} MiB)",
+                    file_types=["image"],
+                    type="binary",
+                    elem_id="upload",
+                )
+            with gr.Column(scale=1):
+                query_view = gr.Image(label="Query", interactive=False, height=260, elem_id="query-image")
+                map_kind = gr.Radio(MAP_CHOICES, value="gradcam", label="Response map", elem_id="map-kind")
+                status = gr.Markdown("Pick a query or upload an image.", elem_id="status")
+        rows = []
+        for index, slot in enumerate(backend.slots):
+            with gr.Group():
+                summary = gr.Markdown(f"### {slot.label}" if slot.error is None else f"⚠️ {slot.error}")
+                results = gr.Gallery(
+                    label=f"{slot.label}: top-{backend.topk}",
+                    columns=backend.topk + 1,
+                    fit_columns=False,
+                    height=TILE_ROW_HEIGHT,
+                    allow_preview=False,
+                    visible=slot.error is None,
+                    elem_id=f"results-{index}",
+                    elem_classes=["tile-gallery"],
+                )
+                maps = gr.Gallery(
+                    label=f"{slot.label}: response maps of each match, then of the query",
+                    columns=backend.topk + 1,
+                    fit_columns=False,
+                    height=TILE_ROW_HEIGHT,
+                    allow_preview=False,
+                    visible=slot.error is None,
+                    elem_id=f"maps-{index}",
+                    elem_classes=["tile-gallery"],
+                )
+            rows += [summary, results, maps]
+        current = gr.State(None)  # the Query being shown, re-answered when the map switch changes
+        outputs = [current, query_view, status, *rows]
+
+        def respond(make_query, kind):
+            try:
+                query = make_query()
+                answers = backend.answer(query, kind)
+            except DemoInputError as error:
+                return [gr.skip(), gr.skip(), f"⚠️ {error}", *[gr.skip()] * len(rows)]
+            except Exception as error:  # keep serving; the terminal gets the traceback
+                LOG.exception("query failed")
+                return [
+                    gr.skip(),
+                    gr.skip(),
+                    f"⚠️ Internal error ({type(error).__name__}: {error}).",
+                    *[gr.skip()] * len(rows),
+                ]
+            return [query, display_tile(query.image), _status(query), *_answer_updates(answers)]
+
+        def on_pick(kind: str, evt: gr.SelectData):
+            index = int(evt.index)  # an index into the server's own query list: no client path is used
+            return respond(lambda: backend.query_from_set(index), kind)
+
+        def on_upload(payload: bytes | None, kind: str):
+            return respond(lambda: backend.query_from_upload(payload), kind)
+
+        def on_switch(query: Query | None, kind: str):
+            if query is None:
+                return [gr.skip()] * len(outputs)
+            return respond(lambda: query, kind)
+
+        picker.select(on_pick, inputs=[map_kind], outputs=outputs)
+        upload.upload(on_upload, inputs=[upload, map_kind], outputs=outputs)
+        map_kind.change(on_switch, inputs=[current, map_kind], outputs=outputs)
+    return app
+
+
+def launch(
+    backend: DemoBackend, host: str = "127.0.0.1", port: int | None = None, share: bool = False, block: bool = True
+) -> gr.Blocks:
+    """Serve the app; ``127.0.0.1`` unless another host is asked for. Uploads above the backend's limit are refused."""
+    app = build_app(backend)
+    app.queue(default_concurrency_limit=1)  # one query at a time: each uses every core
+    app.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size=backend.max_upload_bytes,
+        prevent_thread_lock=not block,
+        show_error=True,
+        css=CSS,
+        ssr_mode=False,
+        quiet=not block,
+    )
+    return app
+
+
+if __name__ == "__main__":
+    from ccsc_plugin.cli import main
+
+    sys.exit(main(["demo", *sys.argv[1:]]))

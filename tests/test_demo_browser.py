@@ -1,0 +1,153 @@
+"""The demo in a real browser: Debian's headless Chromium driven by Playwright against the served app."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from PIL import Image
+
+from ccsc_plugin.demo_backend import DemoBackend
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+UPLOAD_LIMIT = 200_000  # bytes; small so the over-limit upload below stays cheap
+TIMEOUT_MS = 120_000  # a loaded 2-core CI machine answers in seconds; this only bounds a hang
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: install Debian's chromium (`apt-get install -y chromium`)"
+)
+
+
+def _load_app_module():
+    path = Path(__file__).resolve().parents[1] / "demo" / "app.py"
+    spec = importlib.util.spec_from_file_location("ccsc_demo_app", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(demo_checkpoints, tmp_path_factory):
+    backend = DemoBackend(
+        [str(demo_checkpoints["baseline"]), str(demo_checkpoints["ccsc"])],
+        cache_dir=tmp_path_factory.mktemp("browser-cache"),
+        max_upload_bytes=UPLOAD_LIMIT,
+    )
+    app = _load_app_module().launch(backend, port=_free_port(), block=False)
+    yield SimpleNamespace(app=app, backend=backend, url=app.local_url)
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(served, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1300})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(served.url)
+    page.wait_for_selector("#query-set img")
+    yield page
+    page.close()
+
+
+def _wait_for_images(page, selector: str, count: int) -> None:
+    page.wait_for_function(
+        "([selector, count]) => document.querySelectorAll(selector).length === count", arg=[selector, count]
+    )
+
+
+def test_serves_on_localhost_only(served):
+    assert served.app.server_name == "127.0.0.1"
+    assert served.url.startswith("http://127.0.0.1:")
+
+
+def test_pick_a_query_shows_top5_and_maps_for_both_models(page, tmp_path):
+    page.locator("#query-set img").nth(3).click()
+    for row in (0, 1):
+        _wait_for_images(page, f"#results-{row} img", 5)
+        _wait_for_images(page, f"#maps-{row} img", 6)
+    status = page.locator("#status").inner_text()
+    assert "query #3" in status
+    captions = page.locator("#results-0").inner_text()
+    assert all(f"#{rank} d=" in captions for rank in range(1, 6))
+    assert "first correct match at rank" in page.content()
+    first_map = page.locator("#maps-0 img").nth(1).get_attribute("src")
+
+    page.get_by_label("Feature-map intensity (paper Fig. 4)").check()
+    page.wait_for_function(
+        "([src]) => document.querySelectorAll('#maps-0 img')[1]?.getAttribute('src') !== src", arg=[first_map]
+    )
+    _wait_for_images(page, "#maps-1 img", 6)
+
+    screenshot = Path(os.environ.get("CCSC_DEMO_SCREENSHOT", tmp_path / "demo.png"))
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_bad_upload_shows_a_message_and_the_app_keeps_serving(page, tmp_path):
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_bytes(b"this is a text file with an image extension" * 20)
+    page.locator("#upload input[type=file]").set_input_files(str(not_an_image))
+    page.wait_for_function("document.querySelector('#status').innerText.includes('not an image')")
+
+    good = tmp_path / "person.png"
+    Image.new("RGBA", (64, 128), (200, 30, 30, 128)).save(good)
+    page.locator("#upload button[aria-label='Clear']").click()
+    page.locator("#upload input[type=file]").set_input_files(str(good))
+    _wait_for_images(page, "#results-0 img", 5)
+    status = page.locator("#status").inner_text()
+    assert "uploaded image" in status and "transparency" in status
+    assert "identity unknown" in page.content()
+
+
+def test_oversized_upload_is_refused_by_the_server(served):
+    buffer = io.BytesIO()
+    Image.effect_noise((400, 400), 80).convert("RGB").save(buffer, format="PNG")
+    assert buffer.tell() > UPLOAD_LIMIT
+    response = httpx.post(
+        served.url + "gradio_api/upload", files={"files": ("big.png", buffer.getvalue(), "image/png")}
+    )
+    assert response.status_code == 413
+
+
+def test_a_path_sent_by_the_client_is_never_opened(served, tmp_path, monkeypatch):
+    secret = tmp_path / "server-side.png"
+    Image.new("RGB", (64, 128), (255, 0, 0)).save(secret)
+    received = []
+    monkeypatch.setattr(served.backend, "query_from_upload", received.append)
+    payload = {"data": [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}, "gradcam"]}
+    call = httpx.post(served.url + "gradio_api/call/on_upload", json=payload)
+    call.raise_for_status()
+    events = httpx.get(served.url + f"gradio_api/call/on_upload/{call.json()['event_id']}", timeout=60).text
+    assert "event: error" in events and "not uploaded by a user" in events
+    assert received == []  # the handler never saw it
