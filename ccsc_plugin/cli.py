@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from .checkpoint import CheckpointError, latest_checkpoint
 from .config import RecipeError, load_config
+from .datasets.csv_dataset import CSVDatasetError
 from .model import PretrainedWeightsUnavailable
 
 # Errors a user can fix from the message alone: printed without a traceback, exit status 2.
@@ -16,6 +17,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     CheckpointError,
     PretrainedWeightsUnavailable,
+    CSVDatasetError,
 )
 
 
