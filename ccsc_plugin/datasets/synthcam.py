@@ -34,6 +34,7 @@ Market1501 = submodule("data.datasets.image.market1501").Market1501
 
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")
 VIEWS = ("front", "back", "side")
+GENERATOR_VERSION = 2  # part of the cache key: bump it whenever the drawing changes
 SUPERSAMPLE = 2  # draw at 2x and downsample: anti-aliased edges without a dependency
 Colour = tuple[int, int, int]
 
@@ -64,7 +65,8 @@ class SynthCamSpec:
             raise ValueError(f"Invalid data.synthcam spec {asdict(self)}: " + "; ".join(problems) + ".")
 
     def key(self) -> str:
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        text = json.dumps({**asdict(self), "generator": GENERATOR_VERSION}, sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def _rng(seed: int, *path: int) -> np.random.Generator:
@@ -320,12 +322,18 @@ def generate(folder: str | Path, spec: SynthCamSpec, progress: bool = True) -> P
         (tmp / split).mkdir(parents=True)
     num_ids = spec.num_train_ids + spec.num_test_ids
     ids = tqdm(range(num_ids), desc=f"Generating synthcam ({num_ids} ids)", unit="id", disable=not progress)
-    for index in ids:
-        for cam in range(spec.num_cams):
-            for shot in range(spec.images_per_cam):
-                image = render_shot(spec, index, cam, shot)
-                image.save(tmp / split_of(index, shot, spec) / image_name(index + 1, cam, shot), quality=92)
-    (tmp / "spec.json").write_text(json.dumps(asdict(spec), indent=2))
+    try:
+        for index in ids:
+            for cam in range(spec.num_cams):
+                for shot in range(spec.images_per_cam):
+                    image = render_shot(spec, index, cam, shot)
+                    image.save(tmp / split_of(index, shot, spec) / image_name(index + 1, cam, shot), quality=92)
+        (tmp / "spec.json").write_text(json.dumps(asdict(spec), indent=2))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if folder.exists() and not (folder / "spec.json").is_file():
+        shutil.rmtree(folder)  # an unfinished set from an older, non-atomic writer
     try:
         tmp.rename(folder)
     except OSError:  # another process finished the same set first; keep theirs
