@@ -214,8 +214,9 @@ def _torso(draw, person: dict, box: tuple[float, float, float, float], view: str
             for sx in (x0 + 0.22 * width, x1 - 0.22 * width - strap):
                 draw.rectangle([sx, y0, sx + strap, y0 + 0.7 * height], fill=bag_colour)
         else:
-            back = x0 if facing > 0 else x1
-            draw.rectangle([back - facing * 0.55 * width, y0 + 0.08 * height, back, y0 + 0.8 * height], fill=bag_colour)
+            back = x0 if facing > 0 else x1  # the pack sticks out behind the walker
+            left, right = sorted((back, back - facing * 0.55 * width))
+            draw.rectangle([left, y0 + 0.08 * height, right, y0 + 0.8 * height], fill=bag_colour)
     elif bag == "shoulder":
         if view == "side":  # the bag itself hangs at the hip
             draw.rectangle([x0 - 0.1 * width, y1 - 0.3 * height, x1 + 0.1 * width, y1 + 0.15 * height], fill=bag_colour)
