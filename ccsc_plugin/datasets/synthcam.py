@@ -34,7 +34,7 @@ Market1501 = submodule("data.datasets.image.market1501").Market1501
 
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")
 VIEWS = ("front", "back", "side")
-GENERATOR_VERSION = 2  # part of the cache key: bump it whenever the drawing changes
+GENERATOR_VERSION = 3  # part of the cache key: bump it whenever the drawing changes
 SUPERSAMPLE = 2  # draw at 2x and downsample: anti-aliased edges without a dependency
 Colour = tuple[int, int, int]
 
@@ -87,27 +87,36 @@ def _clothing_colour(rng: np.random.Generator) -> Colour:
     return _hsv(rng.random(), rng.uniform(0.45, 0.95), rng.uniform(0.35, 0.95))
 
 
+def _blend(a: Colour, b: Colour, weight: float = 0.5) -> Colour:
+    return tuple(int(weight * x + (1 - weight) * y) for x, y in zip(a, b, strict=True))
+
+
 # ----------------------------------------------------------------------------------------- cameras
 def camera_style(seed: int, cam: int) -> dict:
     """Everything camera ``cam`` imposes on every image it takes (view, scene, light, scale, blur)."""
     rng = _rng(seed, 1, cam)
-    gains = rng.uniform(0.7, 1.3, size=3)
+    gains = rng.uniform(0.8, 1.2, size=3)
+    wall = _hsv(rng.random(), rng.uniform(0.05, 0.35), rng.uniform(0.35, 0.75))
     return {
         "view": VIEWS[cam] if cam < len(VIEWS) else VIEWS[rng.integers(len(VIEWS))],
         "facing": 1 if rng.random() < 0.5 else -1,  # side view: walking left or right
-        "wall": _hsv(rng.random(), rng.uniform(0.05, 0.5), rng.uniform(0.3, 0.85)),
-        "floor": _hsv(rng.random(), rng.uniform(0.0, 0.3), rng.uniform(0.2, 0.6)),
+        "wall": wall,
+        "floor": _hsv(rng.random(), rng.uniform(0.0, 0.25), rng.uniform(0.25, 0.55)),
         "horizon": rng.uniform(0.45, 0.75),
         "props": [  # windows, doors, pillars, signs: (x0, y0, x1, y1) in scene units and a colour
-            (*sorted(rng.uniform(0, 2, size=2)), *sorted(rng.uniform(0, 0.7, size=2)), _clothing_colour(rng))
+            (
+                *sorted(rng.uniform(0, 2, size=2)),
+                *sorted(rng.uniform(0, 0.7, size=2)),
+                _blend(wall, _clothing_colour(rng)),
+            )
             for _ in range(rng.integers(2, 6))
         ],
-        "brightness": rng.uniform(0.6, 1.25),
+        "brightness": rng.uniform(0.7, 1.2),
         "light_slope": rng.uniform(-0.35, 0.35),  # light from the left (<0) or the right (>0)
         "cast": gains / gains.mean(),
-        "scale": rng.uniform(0.68, 0.95),
-        "blur": rng.uniform(0.0, 1.4),
-        "noise": rng.uniform(2.0, 9.0),
+        "scale": rng.uniform(0.78, 0.95),
+        "blur": rng.uniform(0.0, 1.2),
+        "noise": rng.uniform(2.0, 7.0),
     }
 
 
@@ -248,13 +257,13 @@ def draw_person(person: dict, style: dict, size: tuple[int, int], rng: np.random
     big = (height * SUPERSAMPLE, width * SUPERSAMPLE)
     image = Image.new("RGB", (big[1], big[0]))
     draw = ImageDraw.Draw(image)
-    _draw_scene(draw, style, big, shift=rng.uniform(0.0, 0.15))
+    _draw_scene(draw, style, big, shift=rng.uniform(0.0, 0.4))  # the person walks past the scene
     view, facing = style["view"], style["facing"]
     tall = big[0] * style["scale"] * person["stature"] * rng.uniform(0.97, 1.03)
     feet = big[0] * rng.uniform(0.94, 0.99)
     top = feet - tall
     cx = big[1] / 2 + rng.uniform(-0.05, 0.05) * big[1]
-    shoulder = tall * 0.27 * person["build"] * (0.62 if view == "side" else 1.0)
+    shoulder = tall * 0.32 * person["build"] * (0.62 if view == "side" else 1.0)
     head = tall * 0.14
     torso = (cx - shoulder / 2, top + head * 0.95, cx + shoulder / 2, top + tall * 0.53)
     arm = shoulder * (0.5 if view == "side" else 0.22)
