@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, latest_checkpoint
 from .config import RecipeError, load_config
+from .datasets.csv_dataset import CSVDatasetError
 from .datasets.integrity import BadImageError
 from .interrupt import TrainingInterrupted
 from .model import PretrainedWeightsUnavailable
@@ -22,6 +23,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     CheckpointError,
     PretrainedWeightsUnavailable,
     BadImageError,
+    CSVDatasetError,
 )
 
 

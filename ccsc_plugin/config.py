@@ -94,6 +94,8 @@ def get_default_config() -> CN:
     cfg.data.synthcam.height = 128
     cfg.data.synthcam.width = 64
     cfg.data.synthcam.seed = 0
+    cfg.data.csv = CN()  # any labelled folder (data.sources: [csv]); see ccsc_plugin/datasets/csv_dataset.py
+    cfg.data.csv.path = ""  # CSV with columns path,pid,camid[,split]; relative image paths resolve against it
 
     cfg.sampler = CN()
     cfg.sampler.train_sampler = "RandomIdentitySampler"  # a torchreid sampler or CameraAwareIdentitySampler
@@ -306,6 +308,9 @@ def validate(cfg: CN) -> None:
         problems.append(f"train.dist_backend must be auto, gloo or nccl; got {cfg.train.dist_backend!r}.")
     if cfg.train.amp not in ("off", "bf16", "fp16"):
         problems.append(f"train.amp must be one of off, bf16, fp16; got {cfg.train.amp!r}.")
+    uses_csv = "csv" in list(cfg.data.sources) + list(cfg.data.targets)
+    if uses_csv and not cfg.data.csv.path:
+        problems.append("data.csv.path must name a CSV file (path,pid,camid[,split]) when a dataset is 'csv'.")
     positive = {
         "train.lr": cfg.train.lr,
         "train.batch_size": cfg.train.batch_size,

@@ -24,6 +24,7 @@ from ._torchreid import torchreid
 from .config import RecipeError
 from .datasets import PLUGIN_DATASETS, check_dataset, dataset_setting
 from .datasets.checks import DataChecks
+from .datasets.csv_dataset import CSVDataset
 from .datasets.synthcam import SynthCam, SynthCamSpec
 from .engine import ImageCCSCEngine
 from .loaders import build_train_loader
@@ -52,8 +53,18 @@ def method_name(cfg: CN) -> str:
 
 
 def prepare_datasets(cfg: CN) -> None:
-    """Check benchmark folders exist and set the generated set's size before torchreid loads them."""
+    """Check benchmark folders exist and set the plugin datasets' options before torchreid loads them."""
     SynthCam.spec = SynthCamSpec(**dict(cfg.data.synthcam))
+    CSVDataset.csv_path = str(Path(cfg.data.csv.path).expanduser().resolve()) if cfg.data.csv.path else ""
+    targets = list(cfg.data.targets) or list(cfg.data.sources)
+    csv_file = Path(CSVDataset.csv_path)
+    trains_and_tests_csv = "csv" in cfg.data.sources and "csv" in targets
+    if trains_and_tests_csv and csv_file.is_file() and not CSVDataset.has_split_column(csv_file):
+        warnings.warn(
+            f"{CSVDataset.csv_path} has no split column: the csv dataset trains on every row, so its evaluation "
+            "scores identities seen in training. Add a split column (train/query/gallery) for a held-out test.",
+            stacklevel=2,
+        )
     for name in list(cfg.data.sources) + list(cfg.data.targets):
         if name not in PLUGIN_DATASETS:
             check_dataset(name, cfg.data.root)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._torchreid import image_dataset_registry, torchreid
+from .csv_dataset import CSVDataset
 from .synthcam import SynthCam
 
-PLUGIN_DATASETS: dict[str, type] = {"synthcam": SynthCam}
+PLUGIN_DATASETS: dict[str, type] = {"synthcam": SynthCam, "csv": CSVDataset}
 
 # Where torchreid looks for each benchmark under data.root, and what it expects to find there.
 EXPECTED_LAYOUTS: dict[str, tuple[str, str]] = {

@@ -1,0 +1,139 @@
+"""``csv``: any labelled image folder as a torchreid dataset, described by one CSV file.
+
+Columns ``path,pid,camid`` (integers for ``pid`` and ``camid``) and an optional ``split`` column
+(``train``, ``query`` or ``gallery``). Relative paths resolve against the CSV's folder.
+
+Without a ``split`` column the usual held-out protocol applies: for every identity, the first image
+(in file order) from each camera is a query and everything else is the gallery; an identity seen by
+one camera only has no cross-camera match, so all its images go to the gallery as distractors.
+The training set is then *every* image (the CSV is taken as labelled training data), so training and
+testing on one split-less CSV scores identities the model has seen: give the rows a ``split`` column
+for an honest evaluation. Likewise a CSV whose ``split`` column holds no ``train`` rows trains on all rows.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+from .._torchreid import submodule
+
+ImageDataset = submodule("data.datasets.dataset").ImageDataset
+
+REQUIRED_COLUMNS = ("path", "pid", "camid")
+SPLITS = ("train", "query", "gallery")
+Item = tuple[str, int, int]
+
+
+class CSVDatasetError(ValueError):
+    """The CSV is missing, malformed, or names images that do not exist; the message says which."""
+
+
+def read_rows(csv_path: str | Path) -> tuple[list[dict], bool]:
+    """Rows as dicts with an absolute ``path`` and integer ``pid`` / ``camid``; and whether ``split`` is given."""
+    csv_path = Path(csv_path).expanduser()
+    if not str(csv_path) or not csv_path.is_file():
+        raise CSVDatasetError(
+            f"CSV file {csv_path.resolve() if str(csv_path) else '(empty data.csv.path)'} does not exist. "
+            "Set data.csv.path to a file with the columns path,pid,camid[,split]."
+        )
+    with open(csv_path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = [name.strip() for name in reader.fieldnames or []]
+        missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+        if missing:
+            raise CSVDatasetError(
+                f"{csv_path}: missing column(s) {', '.join(missing)}; found {columns or 'no header'}. "
+                "The first line must name the columns path,pid,camid (and optionally split)."
+            )
+        has_split = "split" in columns
+        rows = []
+        for line, raw in enumerate(reader, start=2):
+            raw = {(key or "").strip(): (value or "").strip() for key, value in raw.items()}
+            rows.append(_parse_row(raw, csv_path, line, has_split))
+    if not rows:
+        raise CSVDatasetError(f"{csv_path} has a header but no rows.")
+    missing_files = [row["path"] for row in rows if not Path(row["path"]).is_file()]
+    if missing_files:
+        raise CSVDatasetError(
+            f"{csv_path}: {len(missing_files)} of {len(rows)} image(s) do not exist, e.g. {missing_files[0]}. "
+            "Relative paths are resolved against the CSV's folder; fix the paths or the files."
+        )
+    return rows, has_split
+
+
+def _parse_row(raw: dict[str, str], csv_path: Path, line: int, has_split: bool) -> dict:
+    try:
+        pid, camid = int(raw["pid"]), int(raw["camid"])
+    except ValueError:
+        raise CSVDatasetError(
+            f"{csv_path} line {line}: pid and camid must be integers, got pid={raw['pid']!r} camid={raw['camid']!r}."
+        ) from None
+    if camid < 0:
+        raise CSVDatasetError(f"{csv_path} line {line}: camid must be >= 0, got {camid}.")
+    split = raw.get("split", "").lower() if has_split else ""
+    if has_split and split not in SPLITS:
+        raise CSVDatasetError(f"{csv_path} line {line}: split must be one of {', '.join(SPLITS)}, got {split!r}.")
+    path = Path(raw["path"]).expanduser()
+    path = path if path.is_absolute() else csv_path.parent / path
+    return {"path": str(path.resolve()), "pid": pid, "camid": camid, "split": split}
+
+
+def relabel(items: list[Item]) -> list[Item]:
+    """Training pids as 0..N-1 in order of first appearance (what torchreid's classifiers expect)."""
+    labels: dict[int, int] = {}
+    return [(path, labels.setdefault(pid, len(labels)), camid) for path, pid, camid in items]
+
+
+def query_gallery_protocol(items: list[Item]) -> tuple[list[Item], list[Item]]:
+    """Per identity, the first image of each camera is a query (if the identity has another camera)."""
+    cameras_of: dict[int, set[int]] = defaultdict(set)
+    for _, pid, camid in items:
+        cameras_of[pid].add(camid)
+    query, gallery, taken = [], [], set()
+    for item in items:
+        _, pid, camid = item
+        if len(cameras_of[pid]) > 1 and (pid, camid) not in taken:
+            taken.add((pid, camid))
+            query.append(item)
+        else:
+            gallery.append(item)
+    return query, gallery
+
+
+def split_rows(rows: list[dict], has_split: bool) -> tuple[list[Item], list[Item], list[Item]]:
+    """Train (relabelled), query and gallery lists from the parsed rows."""
+    items = [(row["path"], row["pid"], row["camid"]) for row in rows]
+    if has_split:
+        by_split = {name: [it for it, row in zip(items, rows, strict=True) if row["split"] == name] for name in SPLITS}
+        query, gallery = by_split["query"], by_split["gallery"]
+        train = by_split["train"] or items
+    else:
+        query, gallery = query_gallery_protocol(items)
+        train = items
+    return relabel(train), query, gallery
+
+
+class CSVDataset(ImageDataset):
+    """torchreid image dataset over ``CSVDataset.csv_path`` (``pipeline.prepare_datasets`` sets it)."""
+
+    csv_path: str = ""
+
+    def __init__(self, root: str = "", **kwargs) -> None:
+        rows, has_split = read_rows(self.csv_path)
+        train, query, gallery = split_rows(rows, has_split)
+        for name, items in (("query", query), ("gallery", gallery)):
+            if not items:
+                raise CSVDatasetError(
+                    f"{self.csv_path}: the {name} set is empty. Add '{name}' rows to the split column, or drop the "
+                    "split column to use the one-query-per-camera protocol (needs identities seen by 2+ cameras)."
+                )
+        super().__init__(train, query, gallery, **kwargs)
+
+    @staticmethod
+    def has_split_column(csv_path: str | Path) -> bool:
+        """Whether the CSV names its own train / query / gallery split."""
+        with open(Path(csv_path).expanduser(), newline="") as handle:
+            header = next(csv.reader(handle), [])
+        return "split" in (name.strip() for name in header)
