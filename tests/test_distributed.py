@@ -129,7 +129,8 @@ def test_world_size_one_ddp_path_matches_the_plain_engine(tiny_overrides, tmp_pa
             load_config(BASE, [*tiny_overrides, "loss.triplet.weight=1.0", "loss.gather_features=true"])
         )
         assert isinstance(wrapped.model, torch.nn.parallel.DistributedDataParallel)
-        assert type(wrapped.train_loader.sampler).__name__ == "RandomIdentitySampler"  # torchreid's, untouched
+        sampler = wrapped.train_loader.sampler  # torchreid's, only wrapped to be resumable mid-epoch
+        assert type(sampler.sampler).__name__ == "RandomIdentitySampler"
         for engine in (plain, wrapped):
             engine.set_model_mode("train")
         for data in batches:
