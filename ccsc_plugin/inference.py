@@ -154,7 +154,8 @@ class FeatureExtractor:
         if not images:
             raise ValueError("No images given: pass at least one path, PIL image or array.")
         features = []
-        with tqdm(total=len(images), desc="features", unit="img", disable=not progress, leave=False) as bar:
+        # the bar stays when done: it reports how many images were read
+        with tqdm(total=len(images), desc="features", unit="img", disable=not progress) as bar:
             for start in range(0, len(images), self.batch_size):
                 chunk = images[start : start + self.batch_size]
                 batch = self.preprocess(chunk).to(self.device)

@@ -11,7 +11,6 @@ uploaded bytes into an RGB image or a clear error.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import os
@@ -31,6 +30,7 @@ from yacs.config import CfgNode as CN
 from . import checkpoint as ckpt
 from ._torchreid import image_dataset_registry, torchreid
 from .datasets import PLUGIN_DATASETS, check_dataset
+from .datasets.csv_dataset import CSVDatasetError, read_rows, split_rows
 from .datasets.synthcam import SynthCam, SynthCamSpec
 from .metrics import distance_matrix
 
@@ -132,27 +132,14 @@ def read_market_folder(folder: Path) -> QueryGallery:
 
 
 def read_csv_split(csv_path: Path) -> QueryGallery:
-    """A ``path,pid,camid[,split]`` CSV. Without a split column: per identity, the first image of each
-    camera is a query and the rest is the gallery (the protocol of the shared CUHK03 crops)."""
-    if not csv_path.is_file():
-        raise DemoInputError(f"CSV dataset {csv_path} does not exist.")
-    with open(csv_path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    missing = {"path", "pid", "camid"} - set(rows[0] if rows else ())
-    if missing:
-        raise DemoInputError(f"{csv_path} lacks the column(s) {sorted(missing)}; expected a header path,pid,camid.")
-    query, gallery, seen = [], [], set()
-    for row in rows:
-        item = Item(str((csv_path.parent / row["path"]).resolve()), int(row["pid"]), int(row["camid"]))
-        split = (row.get("split") or "").strip().lower()
-        if split:
-            {"query": query, "gallery": gallery}.get(split, []).append(item)  # train rows are not searched
-        elif (item.pid, item.camid) not in seen:
-            seen.add((item.pid, item.camid))
-            query.append(item)
-        else:
-            gallery.append(item)
-    return QueryGallery(csv_path.parent.name, query, gallery)
+    """A ``path,pid,camid[,split]`` CSV read by the ``csv`` dataset type (same checks, same protocol:
+    without a split column, per identity the first image of each camera is a query)."""
+    try:
+        rows, has_split = read_rows(csv_path)
+    except CSVDatasetError as error:
+        raise DemoInputError(str(error)) from error
+    _, query, gallery = split_rows(rows, has_split)
+    return QueryGallery(csv_path.parent.name, [Item(*q) for q in query], [Item(*g) for g in gallery])
 
 
 def read_rgb(path: str | Path) -> Image.Image:

@@ -108,7 +108,8 @@ def test_recipe_option_swaps_the_train_loader_of_the_data_manager(tiny_overrides
     cfg = load_config(BASE, [*tiny_overrides, "sampler.train_sampler=CameraAwareIdentitySampler"])
     datamanager = pipeline.build_datamanager(cfg)
     loader = datamanager.train_loader
-    assert isinstance(loader.sampler, IdentitySampler) and loader.sampler.camera_aware
+    sampler = loader.sampler.sampler  # the plugin's, wrapped to be resumable mid-epoch
+    assert isinstance(sampler, IdentitySampler) and sampler.camera_aware
     for data in loader:
         pids, camids = data["pid"].tolist(), data["camid"].tolist()
         assert len(pids) == 16 and len(set(pids)) == 4
@@ -118,4 +119,4 @@ def test_recipe_option_swaps_the_train_loader_of_the_data_manager(tiny_overrides
 
 def test_plain_recipe_keeps_torchreids_loader(tiny_cfg):
     datamanager = pipeline.build_datamanager(tiny_cfg)
-    assert type(datamanager.train_loader.sampler).__name__ == "RandomIdentitySampler"
+    assert type(datamanager.train_loader.sampler.sampler).__name__ == "RandomIdentitySampler"
