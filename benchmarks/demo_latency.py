@@ -36,8 +36,9 @@ from ccsc_plugin.quickstart import DEFAULT_RECIPE  # noqa: E402
 from ccsc_plugin.visualisation import gradcam_maps  # noqa: E402
 
 BUDGET_S = 1.0
-# 200 test identities x 4 cameras x 3 shots, 2 of them queries: 400 queries, 2,000 gallery images.
-SPEC = SynthCamSpec(num_train_ids=4, num_test_ids=200, num_cams=4, images_per_cam=3, height=128, width=64, seed=7)
+# 250 test identities x 4 cameras x 3 shots; each identity's first shot per camera is a query:
+# 1,000 queries and a 2,000-image gallery.
+SPEC = SynthCamSpec(num_train_ids=4, num_test_ids=250, num_cams=4, images_per_cam=3, height=128, width=64, seed=7)
 
 
 def untrained_checkpoints(folder: Path) -> list[str]:
