@@ -43,13 +43,12 @@ def miniature_root(tmp_path_factory) -> tuple[Path, dict]:
     return root, {name: write_miniature(name, root, MINI_SPEC) for name in BENCHMARKS}
 
 
-@pytest.fixture
-def tiny_overrides(market_root, tmp_path) -> list[str]:
+def tiny_run_overrides(market_root: Path, save_dir: Path) -> list[str]:
     """Overrides that shrink the paper recipe to seconds on a CPU (same code path, smaller numbers)."""
     return [
         f"data.root={market_root}",
         "data.sources=[market1501]",
-        f"data.save_dir={tmp_path / 'run'}",
+        f"data.save_dir={save_dir}",
         "data.height=64",
         "data.width=32",
         "data.workers=0",
@@ -61,6 +60,11 @@ def tiny_overrides(market_root, tmp_path) -> list[str]:
         "train.print_freq=100",
         "test.batch_size=32",
     ]
+
+
+@pytest.fixture
+def tiny_overrides(market_root, tmp_path) -> list[str]:
+    return tiny_run_overrides(market_root, tmp_path / "run")
 
 
 @pytest.fixture
@@ -81,18 +85,7 @@ def tiny_checkpoint(market_root, tmp_path_factory) -> Path:
     from ccsc_plugin import pipeline
 
     save_dir = tmp_path_factory.mktemp("tiny-run")
-    overrides = [
-        f"data.root={market_root}",
-        f"data.save_dir={save_dir}",
-        "data.height=64",
-        "data.width=32",
-        "data.workers=0",
-        "model.pretrained=false",
-        "train.batch_size=16",
-        "train.max_epoch=2",
-        "train.warmup_epochs=1",
-        "test.batch_size=32",
-    ]
+    overrides = tiny_run_overrides(market_root, save_dir)
     torchreid.utils.set_random_seed(0)
     engine = pipeline.build_engine(
         load_config(Path(__file__).resolve().parents[1] / "recipes" / "base.yaml", overrides)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_run_overrides
 
 from ccsc_plugin import pipeline
 from ccsc_plugin.checkpoint import latest_checkpoint, load_checkpoint
@@ -26,21 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_overrides(market_root: Path, save_dir: Path) -> list[str]:
     """Two epochs of 2 batches (P = 4 x K = 4) on the tiny tree, CPU, no workers."""
-    return [
-        f"data.root={market_root}",
-        f"data.save_dir={save_dir}",
-        "data.height=64",
-        "data.width=32",
-        "data.workers=0",
-        "model.pretrained=false",
-        "train.batch_size=16",
-        "train.max_epoch=2",
-        "train.warmup_epochs=1",
-        "train.stepsize=[1]",
-        "train.print_freq=100",
-        "test.batch_size=64",
-        "use_gpu=false",
-    ]
+    return [*tiny_run_overrides(market_root, save_dir), "test.batch_size=64", "use_gpu=false"]
 
 
 @pytest.fixture
