@@ -125,7 +125,7 @@ def _resume_command(args: argparse.Namespace, stop: TrainingInterrupted) -> str:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("train", "test"):
-        from . import pipeline  # heavy imports (torch, torchreid) only when needed
+        from . import pipeline
 
     if args.command == "train":
         overrides = list(args.overrides) + ([f"model.resume={args.resume}"] if args.resume else [])
