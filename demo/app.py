@@ -39,6 +39,20 @@ def _answer_updates(answers: list[ModelAnswer]) -> list:
     return updates
 
 
+def _tile_row(label: str, elem_id: str, topk: int, visible: bool) -> gr.Gallery:
+    """One row of tiles: the top-k matches, or their response maps and the query's."""
+    return gr.Gallery(
+        label=label,
+        columns=topk + 1,
+        fit_columns=False,
+        height=TILE_ROW_HEIGHT,
+        allow_preview=False,
+        visible=visible,
+        elem_id=elem_id,
+        elem_classes=["tile-gallery"],
+    )
+
+
 def build_app(backend: DemoBackend) -> gr.Blocks:
     """The page: query picker and upload, a map switch, then one row of top-5 and maps per checkpoint."""
     data = backend.data
@@ -74,25 +88,13 @@ def build_app(backend: DemoBackend) -> gr.Blocks:
         for index, slot in enumerate(backend.slots):
             with gr.Group():
                 summary = gr.Markdown(f"### {slot.label}" if slot.error is None else f"⚠️ {slot.error}")
-                results = gr.Gallery(
-                    label=f"{slot.label}: top-{backend.topk}",
-                    columns=backend.topk + 1,
-                    fit_columns=False,
-                    height=TILE_ROW_HEIGHT,
-                    allow_preview=False,
-                    visible=slot.error is None,
-                    elem_id=f"results-{index}",
-                    elem_classes=["tile-gallery"],
-                )
-                maps = gr.Gallery(
-                    label=f"{slot.label}: response maps of each match, then of the query",
-                    columns=backend.topk + 1,
-                    fit_columns=False,
-                    height=TILE_ROW_HEIGHT,
-                    allow_preview=False,
-                    visible=slot.error is None,
-                    elem_id=f"maps-{index}",
-                    elem_classes=["tile-gallery"],
+                visible = slot.error is None
+                results = _tile_row(f"{slot.label}: top-{backend.topk}", f"results-{index}", backend.topk, visible)
+                maps = _tile_row(
+                    f"{slot.label}: response maps of each match, then of the query",
+                    f"maps-{index}",
+                    backend.topk,
+                    visible,
                 )
             rows += [summary, results, maps]
         current = gr.State(None)  # the Query being shown, re-answered when the map switch changes

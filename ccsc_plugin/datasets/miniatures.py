@@ -134,14 +134,19 @@ def _train_test_split(
                     getattr(counts, split).add(pid, cam)
 
 
+# Market-1501 and DukeMTMC-reID share their split folders.
+MARKET_STYLE_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+
+
 def write_market1501(root: Path, pool: Pool, spec: MiniatureSpec) -> MiniatureCounts:
     """``market1501/Market-1501-v15.09.15/{bounding_box_train,query,bounding_box_test}/0002_c1s1_000451_03.jpg``."""
     base = root / "market1501" / "Market-1501-v15.09.15"
-    folders = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
     counts = MiniatureCounts()
 
     def save(split: str, pid: int, cam: int, shot: int, image: Path) -> str:
-        _save(image, base / folders[split] / f"{pid:04d}_c{cam + 1}s1_{shot * 25 + pid:06d}_0{shot % 4}.jpg")
+        _save(
+            image, base / MARKET_STYLE_FOLDERS[split] / f"{pid:04d}_c{cam + 1}s1_{shot * 25 + pid:06d}_0{shot % 4}.jpg"
+        )
         return split
 
     _train_test_split(pool, spec, save, counts)
@@ -155,11 +160,10 @@ def write_market1501(root: Path, pool: Pool, spec: MiniatureSpec) -> MiniatureCo
 def write_dukemtmcreid(root: Path, pool: Pool, spec: MiniatureSpec) -> MiniatureCounts:
     """``dukemtmc-reid/DukeMTMC-reID/{bounding_box_train,query,bounding_box_test}/0001_c2_f0046182.jpg``."""
     base = root / "dukemtmc-reid" / "DukeMTMC-reID"
-    folders = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
     counts = MiniatureCounts()
 
     def save(split: str, pid: int, cam: int, shot: int, image: Path) -> str:
-        _save(image, base / folders[split] / f"{pid:04d}_c{cam + 1}_f{pid * 1000 + shot * 37:07d}.jpg")
+        _save(image, base / MARKET_STYLE_FOLDERS[split] / f"{pid:04d}_c{cam + 1}_f{pid * 1000 + shot * 37:07d}.jpg")
         return split
 
     _train_test_split(pool, spec, save, counts)
