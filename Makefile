@@ -2,8 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
+# The demo's browser tests drive Debian's chromium (Playwright's own browser download does not work offline).
+CHROMIUM := /usr/bin/chromium
+APT_INSTALL := apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
-.PHONY: install quickstart test demo lint bench
+.PHONY: install browser quickstart test demo lint bench
 
 install: $(VENV)/.installed
 
@@ -17,8 +20,17 @@ $(VENV)/.installed: pyproject.toml
 quickstart: install
 	$(VENV)/bin/ccsc-reid quickstart
 
-test: install
-	$(PY) -m pytest
+# The whole suite, browser tests included: a missing browser fails them instead of skipping them.
+test: install browser
+	CCSC_REQUIRE_BROWSER=1 $(PY) -m pytest
+
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" -eq 0 ]; then $(APT_INSTALL); \
+	elif sudo -n true 2>/dev/null; then sudo sh -c '$(APT_INSTALL)'; \
+	else echo "make test: $(CHROMIUM) is missing (the demo's browser tests need it). Install it with:" >&2; \
+	     echo "  sudo apt-get update && sudo apt-get install -y chromium" >&2; exit 1; fi
 
 demo: install
 	$(VENV)/bin/ccsc-reid demo

@@ -29,9 +29,21 @@ CHROMIUM_ARGS = [
 UPLOAD_LIMIT = 200_000  # bytes; small so the over-limit upload below stays cheap
 TIMEOUT_MS = 120_000  # a loaded 2-core CI machine answers in seconds; this only bounds a hang
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: install Debian's chromium (`apt-get install -y chromium`)"
-)
+
+
+def require_chromium(path: Path, required: bool) -> None:
+    """Skip without the browser, or fail when the run must include the browser tests (``make test``)."""
+    if path.exists():
+        return
+    message = f"{path} is absent: install Debian's chromium (`sudo apt-get install -y chromium`)"
+    if required:
+        pytest.fail(f"{message}; `make test` installs it and runs the whole suite, browser tests included")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _chromium() -> None:
+    require_chromium(CHROMIUM, required=bool(os.environ.get("CCSC_REQUIRE_BROWSER")))
 
 
 def _load_app_module():
