@@ -1,6 +1,6 @@
 """``ccsc-reid table``: the paper's Tables 1-3 in Markdown, published and measured side by side.
 
-Published numbers come from ``paper_results.yaml`` (package data; unknown cells are null). Measured
+Published numbers come from ``paper_results.yaml`` (package data: the paper's Tables 1-4). Measured
 numbers come from the ``result.json`` files of runs (:mod:`ccsc_plugin.results`), matched to a cell
 by their ``dataset`` and ``method``; several runs of one cell are averaged.
 """
@@ -70,10 +70,10 @@ def render_table(number: int, paper: dict[str, Any], measured: dict[tuple[str, s
         for method in spec["methods"]:
             runs = measured.get((dataset, method), [])
             row = [dataset_label, paper["methods"][method]]
-            published = paper["results"].get(dataset, {}).get(method) or {}
+            published = paper["results"][dataset][method]
             for metric in METRICS:
                 ours = _mean_percent(runs, metric)
-                row += [_fmt(published.get(metric), "n/a"), _fmt(ours, "not run"), _delta(ours, published.get(metric))]
+                row += [_fmt(published[metric], "-"), _fmt(ours, "not run"), _delta(ours, published[metric])]
             epochs = sorted({str(run.get("epochs")) for run in runs})
             row += [str(len(runs)) if runs else "–", ", ".join(epochs) if runs else "–"]
             lines.append("| " + " | ".join(row) + " |")
@@ -93,7 +93,7 @@ def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = REN
             unmatched.append(result)
     parts = [render_table(number, paper, measured) for number in tables]
     parts.append(
-        "Numbers are %. Paper: the published value (n/a = not available to this project, see "
+        "Numbers are %. Paper: the published value (the paper's Tables 1-4, as transcribed in "
         "ccsc_plugin/paper_results.yaml). Measured: mean over the matching result.json files "
         "(not run = none given). Δ = measured - paper."
     )

@@ -70,7 +70,7 @@ def test_recipe_names_its_dataset_method_cell_and_own_run_folder(path):
     paper = load_paper_results()
     table, dataset_label, method_label = cfg.experiment.paper_cell.split(" / ")
     assert dataset_label == paper["datasets"][setting.replace("_", "-")]
-    assert method_label.startswith(paper["methods"][cfg.experiment.method].split(" w/o")[0])
+    assert method_label == paper["methods"][cfg.experiment.method]
     assert cfg.experiment.method in paper["tables"][int(table.split()[1])]["methods"]
     if "triplet" in stem:
         assert "Hermans" in path.read_text() and "margin 0.3" in path.read_text()
