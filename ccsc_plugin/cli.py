@@ -105,8 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ccsc-reid {args.command}: error: {error}", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:
+        finishes = " (with all its epochs done, it only evaluates and writes result.json)" if stop.in_evaluation else ""
         print(
-            f"ccsc-reid {args.command}: stopped by {stop}.\nResume with: {_resume_command(args, stop)}", file=sys.stderr
+            f"ccsc-reid {args.command}: stopped by {stop}.\nResume with: {_resume_command(args, stop)}{finishes}",
+            file=sys.stderr,
         )
         return stop.exit_code
     except KeyboardInterrupt:

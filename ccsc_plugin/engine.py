@@ -6,6 +6,7 @@ Every row of the paper's tables runs through this one engine: the softmax baseli
 
 from __future__ import annotations
 
+import datetime
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn import functional as F
+from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
@@ -88,8 +90,10 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.checkpoint_extras = dict(checkpoint_extras or {})
         self.test_results: dict[str, dict[str, float]] = {}
-        self.stop_signal: StopOnSignal | None = None  # while run() trains: a signal saves and stops after a step
+        self.stop_signal: StopOnSignal | None = None  # while run() trains: a signal stops it (see ``run``)
+        self.evaluation: str | None = None  # while run() evaluates: which evaluation (a signal stops it)
         self.save_dir: str | None = None
+        self.saved_weights: Path | None = None  # the checkpoint holding the current weights (saved or resumed)
 
         num_classes = datamanager.num_train_pids
         self.weights = {"id": weight_id, "ccsc": weight_ccsc, "triplet": weight_triplet, "center": weight_center}
@@ -169,16 +173,71 @@ class ImageCCSCEngine(torchreid.engine.Engine):
             raise TrainingInterrupted(self.stop_signal.signum, self.save_resume_point(), self.where())
         return summary
 
-    def run(self, save_dir: str = "log", **kwargs: Any) -> None:
-        """torchreid's ``run``, with SIGINT/SIGTERM turned into a resumable checkpoint (see ``interrupt``)."""
+    def run(
+        self,
+        save_dir: str = "log",
+        max_epoch: int = 0,
+        start_epoch: int = 0,
+        print_freq: int = 10,
+        fixbase_epoch: int = 0,
+        open_layers=None,
+        start_eval: int = 0,
+        eval_freq: int = -1,
+        test_only: bool = False,
+        **test_kwargs: Any,
+    ) -> None:
+        """torchreid's ``run``, except that each checkpoint is saved *before* the evaluation that follows it.
+
+        While it trains, SIGINT/SIGTERM stop the run (see ``interrupt``): in a training step after that step,
+        with a resumable checkpoint; in an evaluation at its next batch, the weights being already saved.
+        With ``start_epoch == max_epoch`` (a resumed run that has done all its epochs) it only evaluates.
+        """
         self.save_dir = save_dir
         if not distributed.is_main_process():
             self.writer = _NullWriter()  # one tensorboard log per run, written by rank 0
+        if test_only:
+            super().run(save_dir=save_dir, test_only=True, **test_kwargs)
+            return
+        if start_epoch >= max_epoch > 0 and self.saved_weights is None:
+            raise ValueError(f"start_epoch={start_epoch} leaves none of max_epoch={max_epoch} to train.")
+        if self.writer is None:
+            self.writer = SummaryWriter(log_dir=save_dir)
+        started = time.time()
+        self.start_epoch, self.max_epoch = start_epoch, max_epoch
+        print("=> Start training")
         try:
             with StopOnSignal() as self.stop_signal:
-                super().run(save_dir=save_dir, **kwargs)
+                for self.epoch in range(start_epoch, max_epoch):
+                    self.train(print_freq=print_freq, fixbase_epoch=fixbase_epoch, open_layers=open_layers)
+                    done = self.epoch + 1
+                    if start_eval <= done < max_epoch and eval_freq > 0 and done % eval_freq == 0:
+                        self.save_model(self.epoch, None, save_dir)
+                        self._test_saved_weights(f"the evaluation after epoch {done}", save_dir, test_kwargs)
+                if max_epoch > 0:
+                    if start_epoch < max_epoch:
+                        self.save_model(self.epoch, None, save_dir)
+                    print("=> Final test")
+                    self._test_saved_weights("the final evaluation", save_dir, test_kwargs)
         finally:
             self.stop_signal = None
+        print(f"Elapsed {datetime.timedelta(seconds=round(time.time() - started))}")
+        self.writer.close()
+
+    def _test_saved_weights(self, evaluation: str, save_dir: str, test_kwargs: dict[str, Any]) -> float:
+        """``test`` the weights just saved (``saved_weights``); a signal stops it at the next batch."""
+        promise = f"stopping the evaluation at the next batch; the weights are already saved in {self.saved_weights}"
+        self.evaluation = evaluation
+        try:
+            with self.stop_signal.promising(f"{promise} (send it again to stop at once)"):
+                return self.test(save_dir=save_dir, **test_kwargs)
+        finally:
+            self.evaluation = None
+
+    def _stop_if_signalled(self, where: str) -> None:
+        """In an evaluation of ``run``: a SIGINT/SIGTERM received stops it, naming the saved weights."""
+        if self.evaluation is not None and self.stop_signal is not None and self.stop_signal.signum is not None:
+            where = f"{self.evaluation} ({where})"
+            raise TrainingInterrupted(self.stop_signal.signum, self.saved_weights, where, in_evaluation=True)
 
     def train_sampler(self) -> ResumableSampler | None:
         """The train loader's resumable sampler, if it has one (see ``datasets.checks``)."""
@@ -215,6 +274,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
             state, ckpt.checkpoint_path(self.save_dir or "log", self.epoch, self._batches_done())
         )
         print(f"Resumable checkpoint saved to {path}")
+        self.saved_weights = path
         return path
 
     def train(self, *args, **kwargs) -> None:
@@ -239,7 +299,8 @@ class ImageCCSCEngine(torchreid.engine.Engine):
     def extract_loader_features(self, loader, desc: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
         """Features, pids and camids of a whole loader, with a progress bar."""
         features, pids, camids = [], [], []
-        for data in tqdm(loader, desc=desc, unit="batch", leave=False):
+        for batch, data in enumerate(tqdm(loader, desc=desc, unit="batch", leave=False), 1):
+            self._stop_if_signalled(f"{desc}, batch {batch}/{len(loader)}")
             imgs, batch_pids, batch_camids = self.parse_data_for_eval(data)
             features.append(self.extract_features(imgs).cpu())
             pids.append(batch_pids.numpy())
@@ -264,6 +325,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         if normalize_feature:
             qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
         cmc, mAP = metrics.evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=dist_metric)
+        self._stop_if_signalled(f"{dataset_name} ranking")
         result = {f"rank{r}": float(cmc[r - 1]) for r in ranks if r <= len(cmc)}
         result.update(mAP=float(mAP), num_query=int(len(q_pids)), num_gallery=int(len(g_pids)))
         self.test_results[dataset_name] = result
@@ -296,6 +358,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
             return ckpt.checkpoint_path(save_dir, epoch + 1)
         path = ckpt.save_checkpoint(self.checkpoint_state(epoch + 1, rank1), ckpt.checkpoint_path(save_dir, epoch + 1))
         print(f"Checkpoint saved to {path}")
+        self.saved_weights = path
         return path
 
     def resume(self, path: str | Path) -> int:
@@ -318,6 +381,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
             print(f"=> Continuing epoch {int(state['epoch']) + 1} at sample {int(state['sampler']['position'])}")
         elif state.get("rng") is not None:
             rng.restore(state["rng"])
+        self.saved_weights = ckpt.latest_checkpoint(path)
         return int(state["epoch"])
 
 

@@ -29,7 +29,7 @@ from .datasets.synthcam import SynthCam, SynthCamSpec
 from .engine import ImageCCSCEngine
 from .loaders import build_train_loader
 from .model import PretrainedWeightsUnavailable
-from .results import git_commit, write_result
+from .results import RESULT_FILE, git_commit, read_result, write_result
 from .resumable_sampler import ResumableSampler
 from .schedule import WarmupMultiStepLR
 
@@ -278,21 +278,55 @@ def summarise(cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: flo
 def train(cfg: CN, recipe: str | None = None) -> dict[str, Any]:
     """Train (resuming if ``model.resume`` is set), evaluate, and write ``result.json``.
 
-    SIGINT / SIGTERM save a resumable checkpoint after the current step and raise
-    :class:`~ccsc_plugin.interrupt.TrainingInterrupted`; a NaN or infinite loss raises
-    :class:`~ccsc_plugin.nonfinite.NonFiniteLoss` before its step, leaving the last good checkpoint.
+    A resumed run that has done all ``train.max_epoch`` epochs is not trained again: it returns its
+    ``result.json``, or evaluates its last checkpoint when that result is missing (see ``finished_result``).
+    SIGINT / SIGTERM save a resumable checkpoint after the current step, or stop an evaluation (whose
+    checkpoint is saved before it starts), and raise :class:`~ccsc_plugin.interrupt.TrainingInterrupted`;
+    a NaN or infinite loss raises :class:`~ccsc_plugin.nonfinite.NonFiniteLoss` before its step, leaving the
+    last good checkpoint.
     Under ``torchrun`` each process trains its shard with DDP; rank 0 logs, evaluates and writes.
     """
+    save_dir = Path(cfg.data.save_dir)
+    if cfg.model.resume and (finished := finished_result(cfg, save_dir, recipe)) is not None:
+        return finished
     ddp = distributed.init_from_env(cfg.train.dist_backend, use_gpu(cfg))
     if ddp and cfg.train.fixbase_epoch > 0:
         raise RecipeError("train.fixbase_epoch > 0 is not supported with DDP (torchrun): set it to 0.")
-    save_dir = Path(cfg.data.save_dir)
     start = time.time()
     try:
         result = _train(cfg, recipe, save_dir, start)
     finally:
         if ddp:
             distributed.shutdown()
+    return result
+
+
+def finished_result(cfg: CN, save_dir: Path, recipe: str | None) -> dict[str, Any] | None:
+    """The result of the run ``model.resume`` continues if that run has done all ``train.max_epoch`` epochs.
+
+    ``None`` when there is training left, or evaluation: no ``result.json`` in ``save_dir`` for that many
+    epochs (e.g. stopped during the final evaluation), which the resumed run then writes. A checkpoint
+    beyond ``train.max_epoch`` is a :class:`RecipeError`.
+    """
+    checkpoint = ckpt.latest_checkpoint(cfg.model.resume)
+    state = ckpt.load_checkpoint(checkpoint)
+    epochs, mid_epoch, max_epoch = int(state["epoch"]), "sampler" in state, cfg.train.max_epoch
+    if epochs + mid_epoch > max_epoch:
+        done = f"{epochs} epochs" + (" and part of the next" if mid_epoch else "")
+        raise RecipeError(
+            f"{checkpoint} has done {done}, more than train.max_epoch={max_epoch}. To continue that run, set "
+            f"train.max_epoch={epochs + mid_epoch} or more (with --resume); to train {max_epoch} epochs, start a "
+            "new run in another data.save_dir, without --resume."
+        )
+    result_file = save_dir / RESULT_FILE
+    result = read_result(result_file) if epochs == max_epoch and result_file.is_file() else None
+    if result is None or result.get("epochs") != epochs:
+        return None
+    print(
+        f"=> {save_dir} is complete: {checkpoint} has done all {epochs} epochs (train.max_epoch={max_epoch}) and "
+        f"{result_file} holds its result. Nothing to do. To train it longer, resume with a larger max_epoch: "
+        f"ccsc-reid train {recipe or 'RECIPE'} --set train.max_epoch=N --resume {cfg.model.resume} (N > {epochs})"
+    )
     return result
 
 
@@ -305,7 +339,9 @@ def _train(cfg: CN, recipe: str | None, save_dir: Path, start: float) -> dict[st
             datamanager = build_datamanager(cfg)
         engine = build_engine(cfg, datamanager)
         start_epoch = engine.resume(cfg.model.resume) if cfg.model.resume else cfg.train.start_epoch
-        if start_epoch:
+        if cfg.model.resume and start_epoch == cfg.train.max_epoch:  # its result.json is missing (finished_result)
+            print(f"=> {engine.saved_weights} has done all {start_epoch} epochs: evaluating it")
+        elif start_epoch:
             print(f"=> Resuming at epoch {start_epoch + 1}")
         _run_engine(
             engine,

@@ -1,8 +1,13 @@
-"""Training: a NaN loss stops before its step; SIGINT/SIGTERM save a checkpoint that resumes exactly."""
+"""Training: a NaN loss stops before its step; SIGINT/SIGTERM save a checkpoint that resumes exactly.
+
+Also: a signal during an evaluation stops it (the weights are saved first), one message per Ctrl-C however many
+DataLoader workers, and ``--resume`` of a finished run trains nothing.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,13 +18,14 @@ import pytest
 import torch
 from conftest import tiny_run_overrides
 
-from ccsc_plugin import pipeline
+from ccsc_plugin import cli, pipeline
 from ccsc_plugin.checkpoint import latest_checkpoint, load_checkpoint
 from ccsc_plugin.config import load_config
 from ccsc_plugin.engine import ImageCCSCEngine
 from ccsc_plugin.interrupt import StopOnSignal, TrainingInterrupted
 from ccsc_plugin.losses import CCSCLoss
 from ccsc_plugin.nonfinite import NonFiniteLoss
+from ccsc_plugin.results import read_result, write_result
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
 REPO = Path(__file__).resolve().parents[1]
@@ -123,3 +129,147 @@ def test_first_signal_requests_a_stop_and_a_second_stops_at_once():
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.fixture(scope="module")
+def finished_run(market_root, tmp_path_factory) -> Path:
+    """A run folder of a finished 2-epoch run (checkpoints/epoch-002.pt and result.json), trained once."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    torch.manual_seed(0)
+    pipeline.train(load_config(BASE, run_overrides(market_root, run)))
+    return run
+
+
+def checkpoint_bytes(run: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted((run / "checkpoints").glob("*.pt"))}
+
+
+def train_command(market_root: Path, run: Path, *extra: str) -> list[str]:
+    """``ccsc-reid train`` arguments for the tiny run in ``run`` (``extra``: more ``--set`` values)."""
+    overrides = [*run_overrides(market_root, run), *extra]
+    return ["train", str(BASE), *[arg for item in overrides for arg in ("--set", item)]]
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_says_it_is_complete_and_writes_nothing(finished_run, market_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    before, result_before = checkpoint_bytes(run), (run / "result.json").read_text()
+    capsys.readouterr()
+    assert cli.main([*train_command(market_root, run), "--resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "Resuming at epoch" not in out
+    assert "complete" in out and "all 2 epochs" in out and str(run / "result.json") in out
+    assert "--set train.max_epoch=" in out and "--resume" in out  # how to train longer
+    assert checkpoint_bytes(run) == before and (run / "result.json").read_text() == result_before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stale", ["missing", "of-fewer-epochs"])
+def test_resuming_a_finished_run_without_its_result_only_evaluates(finished_run, market_root, tmp_path, stale):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    expected = read_result(run)
+    if stale == "missing":  # e.g. stopped during the final evaluation
+        (run / "result.json").unlink()
+    else:  # the result of an earlier, shorter stage of the run
+        write_result(run, {**expected, "epochs": 1, "rank1": None})
+    before = checkpoint_bytes(run)
+    result = pipeline.train(load_config(BASE, [*run_overrides(market_root, run), f"model.resume={run}"]))
+    assert checkpoint_bytes(run) == before  # no epoch-001.pt with epoch=1, nothing rewritten
+    assert read_result(run) == result and result["epochs"] == 2
+    assert result["rank1"] == pytest.approx(expected["rank1"]) and result["mAP"] == pytest.approx(expected["mAP"])
+    log = (run / "train.log").read_text()
+    assert "Resuming at epoch 3" not in log and "has done all 2 epochs: evaluating it" in log
+
+
+@pytest.mark.slow
+def test_resuming_a_checkpoint_with_more_epochs_than_max_epoch_exits_2(finished_run, market_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    before = checkpoint_bytes(run)
+    command = train_command(market_root, run, "train.max_epoch=1", "train.warmup_epochs=0")
+    assert cli.main([*command, "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "2 epochs" in err and "train.max_epoch=1" in err and "Traceback" not in err
+    assert checkpoint_bytes(run) == before
+
+
+@pytest.fixture
+def signal_in_evaluation(monkeypatch):
+    """Deliver ``signum`` to this process while the first evaluation batch is extracted."""
+
+    def arm(signum: int) -> None:
+        original = ImageCCSCEngine.extract_features
+        calls = {"n": 0}
+
+        def extract_features(self, imgs):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                os.kill(os.getpid(), signum)
+            return original(self, imgs)
+
+        monkeypatch.setattr(ImageCCSCEngine, "extract_features", extract_features)
+
+    return arm
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "eval_freq", "saved"),
+    [(signal.SIGTERM, -1, "epoch-002.pt"), (signal.SIGINT, -1, "epoch-002.pt"), (signal.SIGTERM, 1, "epoch-001.pt")],
+    ids=["sigterm-final", "sigint-final", "sigterm-periodic"],
+)
+def test_signal_during_evaluation_stops_it_with_the_weights_already_saved(
+    market_root, tmp_path, signal_in_evaluation, monkeypatch, capsys, signum, eval_freq, saved
+):
+    run = tmp_path / "run"
+    command = train_command(market_root, run, f"test.eval_freq={eval_freq}")
+    signal_in_evaluation(signum)
+    assert cli.main(command) == 128 + signum
+    captured = capsys.readouterr()
+    checkpoint = run / "checkpoints" / saved
+    assert [path.name for path in (run / "checkpoints").glob("*.pt")] == [saved]  # saved before the evaluation
+    assert "after the current step" not in captured.out
+    assert f"stopping the evaluation at the next batch; the weights are already saved in {checkpoint}" in captured.out
+    assert "evaluation" in captured.err and str(checkpoint) in captured.err and f"--resume {run}" in captured.err
+    assert not (run / "result.json").exists()
+
+    monkeypatch.undo()  # the resume command finishes the job: evaluates (and trains what is left), writes the result
+    assert cli.main([*command, "--resume", str(run)]) == 0
+    assert read_result(run)["epochs"] == 2 and load_checkpoint(latest_checkpoint(run))["epoch"] == 2
+
+
+def test_a_forked_worker_ignores_the_signal_and_the_main_process_reports_it_once(capfd):
+    with StopOnSignal() as stop:
+        child = os.fork()
+        if child == 0:  # a DataLoader worker inherits the handler with the process image
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C: no KeyboardInterrupt in the worker either
+            os._exit(0 if stop.signum is None else 1)
+        _, status = os.waitpid(child, 0)
+        os.kill(os.getpid(), signal.SIGINT)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert stop.signum == signal.SIGINT
+    assert capfd.readouterr().out.count("SIGINT received") == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_with_workers_prints_one_message(market_root, tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "ccsc_plugin"]
+    command += train_command(market_root, run, "data.workers=2", "train.max_epoch=500", "train.print_freq=1")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    log = run / "train.log"
+    deadline = time.time() + 120
+    while not (log.is_file() and "epoch: [1/500][1/2]" in log.read_text()):  # workers are running
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: every process of the group
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert out.count("SIGINT received") == 1, out
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
