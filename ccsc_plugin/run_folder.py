@@ -52,7 +52,7 @@ def claim(save_dir: str | Path, resume: str = "", overwrite: bool = False) -> li
             f"--overwrite would remove {resumed}, the checkpoint --resume continues from. Drop --overwrite to "
             "continue that run, or drop --resume to train it afresh."
         )
-    taken = [path for path in run_files(save_dir) if path.suffix == ".pt" or path.name == RESULT_FILE]
+    taken = [path for path in run_files(save_dir) if path.suffix == ".pt" or path == save_dir / RESULT_FILE]
     if taken and not (overwrite or resumed is not None):
         raise RunFolderTaken(_taken_message(save_dir, taken, resume))
     if not distributed.is_main_process():
