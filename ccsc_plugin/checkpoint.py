@@ -6,6 +6,7 @@ A checkpoint is a dict of tensors, state dicts and plain Python values only (no 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -16,6 +17,7 @@ import torch
 
 CHECKPOINT_DIR = "checkpoints"
 _EPOCH_FILE = re.compile(r"epoch-(\d+)(?:-batch-(\d+))?\.pt$")
+_TMP_PREFIX, _TMP_SUFFIX = ".", ".tmp"  # atomic_write's temporary beside ``name``: ``.name.XXXXXXXX.tmp``
 
 
 class CheckpointError(ValueError):
@@ -36,7 +38,7 @@ def atomic_write(path: str | Path, write) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX)
     os.close(fd)
     try:
         write(tmp)
@@ -48,6 +50,11 @@ def atomic_write(path: str | Path, write) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def leftover_temporaries(folder: str | Path) -> list[Path]:
+    """The temporaries :func:`atomic_write` left in ``folder``: only a process killed mid-write leaves one."""
+    return sorted(Path(folder).glob(f"{_TMP_PREFIX}*.*{_TMP_SUFFIX}"))
 
 
 def _umask() -> int:
@@ -78,19 +85,34 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks: names the exact weights a result scored."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def epoch_checkpoints(run_dir: str | Path) -> list[Path]:
+    """A run folder's checkpoints (``checkpoints/epoch-*.pt``), oldest first."""
+    found = sorted(
+        ((int(m.group(1)), int(m.group(2) or 0)), p)
+        for p in (Path(run_dir) / CHECKPOINT_DIR).glob("epoch-*.pt")
+        if (m := _EPOCH_FILE.search(p.name))
+    )
+    return [path for _, path in found]
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path:
     """The checkpoint with the highest epoch in a run folder (or the file itself if given one)."""
     run_dir = Path(run_dir)
     if run_dir.is_file():
         return run_dir
-    found = sorted(
-        ((int(m.group(1)), int(m.group(2) or 0)), p)
-        for p in (run_dir / CHECKPOINT_DIR).glob("epoch-*.pt")
-        if (m := _EPOCH_FILE.search(p.name))
-    )
+    found = epoch_checkpoints(run_dir)
     if not found:
         raise FileNotFoundError(f"No checkpoints under {run_dir / CHECKPOINT_DIR}; nothing to resume.")
-    return found[-1][1]
+    return found[-1]
 
 
 def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

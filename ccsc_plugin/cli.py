@@ -46,8 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a recipe, then evaluate; writes checkpoints and result.json")
     _add_recipe_args(train)
     train.add_argument("--resume", help="checkpoint file or run folder to resume from (same as --set model.resume=...)")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="data.save_dir holds an earlier run: remove its checkpoints, result.json, logs and test results first",
+    )
 
-    test = commands.add_parser("test", help="evaluate trained weights with a recipe's data and test settings")
+    test = commands.add_parser(
+        "test",
+        help="evaluate trained weights with a recipe's data and test settings; writes data.save_dir/tests/*.json",
+    )
     _add_recipe_args(test)
     test.add_argument("--weights", required=True, help="checkpoint file or run folder (its latest checkpoint)")
 
@@ -131,7 +139,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "train":
         overrides = list(args.overrides) + ([f"model.resume={args.resume}"] if args.resume else [])
-        pipeline.train(load_config(args.recipe, overrides), recipe=args.recipe)
+        pipeline.train(load_config(args.recipe, overrides), recipe=args.recipe, overwrite=args.overwrite)
     elif args.command == "test":
         weights = latest_checkpoint(args.weights)
         pipeline.evaluate(load_config(args.recipe, args.overrides), weights, recipe=args.recipe)

@@ -1,7 +1,8 @@
 """From a config to a trained, evaluated run: data manager -> model -> optimiser/schedule -> engine.
 
 ``train(cfg)`` and ``evaluate(cfg, weights)`` are what ``ccsc-reid train`` / ``test`` call. Each run
-folder (``data.save_dir``) ends with ``checkpoints/epoch-NNN.pt``, ``train.log`` and ``result.json``.
+folder (``data.save_dir``) belongs to one run (:mod:`ccsc_plugin.run_folder`) and ends with
+``checkpoints/epoch-NNN.pt``, ``train.log`` and ``result.json``; a test writes ``tests/<name>.json`` beside it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from yacs.config import CfgNode as CN
 
 from . import checkpoint as ckpt
-from . import distributed, samplers
+from . import distributed, run_folder, samplers
 from ._torchreid import torchreid
 from .config import RecipeError
 from .datasets import PLUGIN_DATASETS, check_dataset, dataset_setting
@@ -29,7 +30,7 @@ from .datasets.synthcam import SynthCam, SynthCamSpec
 from .engine import ImageCCSCEngine
 from .loaders import build_train_loader
 from .model import PretrainedWeightsUnavailable
-from .results import RESULT_FILE, git_commit, read_result, write_result
+from .results import RESULT_FILE, TEST_DIR, git_commit, read_result, write_result
 from .resumable_sampler import ResumableSampler
 from .schedule import WarmupMultiStepLR
 
@@ -275,8 +276,16 @@ def summarise(cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: flo
     }
 
 
-def train(cfg: CN, recipe: str | None = None) -> dict[str, Any]:
+def scored(checkpoint: str | Path) -> dict[str, str]:
+    """The ``result.json`` entries naming the exact weights a result scored: path and SHA-256."""
+    return {"checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": ckpt.file_sha256(checkpoint)}
+
+
+def train(cfg: CN, recipe: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Train (resuming if ``model.resume`` is set), evaluate, and write ``result.json``.
+
+    ``data.save_dir`` must be free, hold the run being resumed, or be cleared by ``overwrite``
+    (:func:`ccsc_plugin.run_folder.claim`); anything else stops before a file is written.
 
     A resumed run that has done all ``train.max_epoch`` epochs is not trained again: it returns its
     ``result.json``, or evaluates its last checkpoint when that result is missing (see ``finished_result``).
@@ -294,7 +303,7 @@ def train(cfg: CN, recipe: str | None = None) -> dict[str, Any]:
         raise RecipeError("train.fixbase_epoch > 0 is not supported with DDP (torchrun): set it to 0.")
     start = time.time()
     try:
-        result = _train(cfg, recipe, save_dir, start)
+        result = _train(cfg, recipe, save_dir, start, overwrite)
     finally:
         if ddp:
             distributed.shutdown()
@@ -330,8 +339,11 @@ def finished_result(cfg: CN, save_dir: Path, recipe: str | None) -> dict[str, An
     return result
 
 
-def _train(cfg: CN, recipe: str | None, save_dir: Path, start: float) -> dict[str, Any]:
-    with log_to(save_dir / "train.log"):
+def _train(cfg: CN, recipe: str | None, save_dir: Path, start: float, overwrite: bool) -> dict[str, Any]:
+    notes = run_folder.claim(save_dir, cfg.model.resume, overwrite)
+    with log_to(save_dir / run_folder.TRAIN_LOG):
+        for note in notes:
+            print(note)
         if distributed.world_size() > 1:
             print(f"=> DDP: {distributed.world_size()} processes, backend {torch.distributed.get_backend()}")
         torchreid.utils.set_random_seed(cfg.train.seed + distributed.rank())  # ranks differ in augmentation
@@ -353,23 +365,28 @@ def _train(cfg: CN, recipe: str | None, save_dir: Path, start: float) -> dict[st
             start_eval=cfg.test.start_eval,
             eval_freq=cfg.test.eval_freq,
         )
-        result = summarise(cfg, engine, recipe, time.time() - start, cfg.train.max_epoch)
-        if distributed.is_main_process():
+        result = {**summarise(cfg, engine, recipe, time.time() - start, cfg.train.max_epoch), "kind": "train"}
+        if distributed.is_main_process():  # rank 0 wrote the checkpoints
+            result.update(scored(engine.saved_weights))  # the weights the final evaluation scored
             path = write_result(save_dir, result)
             print(f"=> Results written to {path}")
     return result
 
 
 def evaluate(cfg: CN, weights: str | Path, recipe: str | None = None) -> dict[str, Any]:
-    """Evaluate trained ``weights`` on the recipe's targets; writes ``result.json`` in ``data.save_dir``."""
-    save_dir = Path(cfg.data.save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
+    """Evaluate the checkpoint ``weights`` on the recipe's targets.
+
+    The result goes beside, never over, a training result in ``data.save_dir``:
+    ``tests/<targets>-<checkpoint>-<key>.json`` (:func:`ccsc_plugin.run_folder.path_for_test_result`).
+    """
     start = time.time()
-    with log_to(save_dir / "test.log"):
+    with log_to(Path(cfg.data.save_dir) / TEST_DIR / run_folder.TEST_LOG):
         engine = build_engine(cfg)
         checkpoint = load_weights(engine.model, weights)
+        weights_scored = scored(weights)
         _run_engine(engine, cfg, test_only=True)
         result = summarise(cfg, engine, recipe, time.time() - start, checkpoint.get("epoch", 0))
-        result["weights"] = str(Path(weights).resolve())
-        write_result(save_dir, result)
+        result.update(kind="test", **weights_scored)
+        path = write_result(run_folder.path_for_test_result(cfg, weights, weights_scored["checkpoint_sha256"]), result)
+        print(f"=> Test result written to {path}")
     return result

@@ -4,7 +4,9 @@
 with ``recipes/quickstart.yaml``, evaluates both on SynthCam's held-out identities, then evaluates the
 same two models on ``../shared/data/cuhk03-detected-mini`` (real CUHK03 crops, read through the ``csv``
 dataset) when that folder exists, and prints a Table-1-style comparison. The checkpoints land in
-``runs/quickstart/baseline`` and ``runs/quickstart/ccsc``, where the demo looks by default.
+``runs/quickstart/baseline`` and ``runs/quickstart/ccsc``, where the demo looks by default. Those two
+folders are the quickstart's own: each run replaces its previous runs there (``overwrite``, said on the
+console), and every row of the comparison scores the checkpoint the run just trained.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import pipeline
-from .checkpoint import latest_checkpoint
 from .config import load_config
+from .run_folder import run_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = REPO_ROOT / "recipes" / "quickstart.yaml"
@@ -37,33 +39,29 @@ def run_quickstart(
     recipe = Path(recipe or DEFAULT_RECIPE)
     runs_root = Path(load_config(recipe, overrides).data.save_dir).parent
     results: dict[str, dict[str, dict]] = {}
-    run_dirs = {}
+    trained: dict[str, tuple[Path, str]] = {}  # label -> (run folder, the checkpoint just trained there)
     for step, (label, (folder, ccsc_weight)) in enumerate(RUNS.items(), start=1):
-        run_dirs[label] = runs_root / folder
-        extra = [f"data.save_dir={run_dirs[label]}"]
+        run_dir = runs_root / folder
+        extra = [f"data.save_dir={run_dir}"]
         if ccsc_weight is not None:
             extra.append(f"loss.ccsc.weight={ccsc_weight}")
+        if run_files(run_dir):
+            print(f"=== quickstart: replacing its previous run in {run_dir} ===")
         print(f"=== quickstart {step}/{len(RUNS)}: training {label} on the generated set ({_elapsed(start)}) ===")
-        result = pipeline.train(load_config(recipe, [*overrides, *extra]), recipe=str(recipe))
+        result = pipeline.train(load_config(recipe, [*overrides, *extra]), recipe=str(recipe), overwrite=True)
         results.setdefault(result["dataset"], {})[label] = result
+        trained[label] = (run_dir, result["checkpoint"])
     labels_csv = Path(real_set) / "labels.csv" if real_set else None
     if labels_csv is not None and labels_csv.is_file():
-        for label, run_dir in run_dirs.items():
+        for label, (run_dir, checkpoint) in trained.items():
             print(f"=== quickstart: evaluating {label} on real crops {labels_csv.parent} ({_elapsed(start)}) ===")
-            cfg = load_config(
-                recipe,
-                [
-                    *overrides,
-                    f"data.save_dir={run_dir / REAL_SET_NAME}",
-                    "data.targets=[csv]",
-                    f"data.csv.path={labels_csv}",
-                ],
-            )
-            result = pipeline.evaluate(cfg, latest_checkpoint(run_dir), recipe=str(recipe))
+            real = [f"data.save_dir={run_dir}", "data.targets=[csv]", f"data.csv.path={labels_csv}"]
+            result = pipeline.evaluate(load_config(recipe, [*overrides, *real]), checkpoint, recipe=str(recipe))
             results.setdefault(REAL_SET_NAME, {})[label] = {**result, "dataset": f"{REAL_SET_NAME} (cross-domain)"}
     else:
         print(f"=== quickstart: real-image evaluation skipped: {real_set}/labels.csv is absent ===")
-    print(f"\nquickstart finished in {_elapsed(start)}; checkpoints in {', '.join(map(str, run_dirs.values()))}\n")
+    folders = ", ".join(str(run_dir) for run_dir, _ in trained.values())
+    print(f"\nquickstart finished in {_elapsed(start)}; checkpoints in {folders}\n")
     print(format_comparison(results))
     return results
 

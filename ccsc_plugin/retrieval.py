@@ -151,14 +151,6 @@ def read_rgb(path: str | Path) -> Image.Image:
 # --------------------------------------------------------------------------------------------- model
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Retriever:
     """A trained model rebuilt from a checkpoint, with its recipe's input size, normalisation and metric."""
 
@@ -185,7 +177,7 @@ class Retriever:
                 T.Normalize(list(self.cfg.data.norm_mean), list(self.cfg.data.norm_std)),
             ]
         )
-        self.fingerprint = hashlib.sha1(f"{_sha256(path)}|{self.size}|{self.transform}".encode()).hexdigest()
+        self.fingerprint = hashlib.sha1(f"{ckpt.file_sha256(path)}|{self.size}|{self.transform}".encode()).hexdigest()
 
     def _build_model(self, state: dict) -> torch.nn.Module:
         name = str(self.cfg.model.name)

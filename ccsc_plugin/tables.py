@@ -1,8 +1,9 @@
 """``ccsc-reid table``: the paper's Tables 1-3 in Markdown, published and measured side by side.
 
 Published numbers come from ``paper_results.yaml`` (package data: the paper's Tables 1-4). Measured
-numbers come from the ``result.json`` files of runs (:mod:`ccsc_plugin.results`), matched to a cell
-by their ``dataset`` and ``method``; several runs of one cell are averaged.
+numbers come from the ``result.json`` files of training runs (:mod:`ccsc_plugin.results`), matched to a
+cell by their ``dataset`` and ``method``; several runs of one cell are averaged. Test results
+(``ccsc-reid test``, ``kind: test``) are listed in a table of their own, each under the dataset it scored.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .results import RESULT_FILE, read_result
+from .results import RESULT_FILE, read_result, result_files
 
 RENDERED_TABLES = (1, 2, 3)
 METRICS = ("rank1", "mAP")
@@ -29,12 +30,12 @@ def load_paper_results() -> dict[str, Any]:
 
 
 def find_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Every ``result.json`` in ``paths`` (files, run folders, or folders searched recursively)."""
+    """Every result in ``paths``: files, or folders searched recursively for ``result.json`` and ``tests/*.json``."""
     found: list[dict[str, Any]] = []
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist; give run folders (data.save_dir) or result.json files.")
-        files = [path] if path.is_file() else sorted(path.rglob(RESULT_FILE))
+        files = [path] if path.is_file() else result_files(path)
         if not files:
             raise FileNotFoundError(f"No {RESULT_FILE} under {path}; train a recipe first (ccsc-reid train RECIPE).")
         for file in files:
@@ -80,12 +81,29 @@ def render_table(number: int, paper: dict[str, Any], measured: dict[tuple[str, s
     return "\n".join(lines)
 
 
+def render_tests(tests: Sequence[dict[str, Any]], paper: dict[str, Any]) -> str:
+    """Test results, one row each under the dataset it scored, with the checkpoint it scored."""
+    lines = [
+        "### Tests of trained weights (ccsc-reid test; not averaged into the tables)",
+        "",
+        "| Dataset | Method | Checkpoint | R-1 | mAP |",
+        "|---|---|---|---|---|",
+    ]
+    for test in tests:
+        dataset, method = test.get("dataset"), test.get("method")
+        row = [paper["datasets"].get(dataset, str(dataset)), paper["methods"].get(method, str(method))]
+        row += [str(test.get("checkpoint")), *(_fmt(_mean_percent([test], metric), "–") for metric in METRICS)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = RENDERED_TABLES) -> str:
-    """Markdown for ``tables``, with a legend and the runs that match no cell."""
+    """Markdown for ``tables`` from the training results, with a legend, the runs that match no cell and the tests."""
     paper = load_paper_results()
     measured: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     unmatched = []
-    for result in results:
+    tests = [result for result in results if result.get("kind") == "test"]  # no kind: a training run
+    for result in (result for result in results if result.get("kind") != "test"):
         key = (result.get("dataset"), result.get("method"))
         if key[0] in paper["datasets"] and key[1] in paper["methods"]:
             measured[key].append(result)
@@ -100,4 +118,6 @@ def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = REN
     if unmatched:
         listed = ", ".join(f"{r.get('save_dir')} ({r.get('dataset')}, {r.get('method')})" for r in unmatched)
         parts.append(f"Not in Tables {', '.join(map(str, tables))}: {listed}.")
+    if tests:
+        parts.append(render_tests(tests, paper))
     return "\n\n".join(parts) + "\n"

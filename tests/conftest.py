@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here: fail fast instead of retrying the hub
@@ -41,6 +42,19 @@ def miniature_root(tmp_path_factory) -> tuple[Path, dict]:
     """A data.root holding miniatures of all four benchmarks (MINI_SPEC) and what each writer wrote."""
     root = tmp_path_factory.mktemp("benchmarks")
     return root, {name: write_miniature(name, root, MINI_SPEC) for name in BENCHMARKS}
+
+
+@pytest.fixture(scope="session")
+def market_csv(market_root, tmp_path_factory) -> Path:
+    """A folder with a labels.csv (path,pid,camid) over the generated Market tree's test images."""
+    folder = tmp_path_factory.mktemp("market-csv")
+    tree = market_root / "market1501" / "Market-1501-v15.09.15"
+    with open(folder / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "pid", "camid"])
+        for image in sorted([*tree.glob("query/*.jpg"), *tree.glob("bounding_box_test/*.jpg")]):
+            writer.writerow([image, int(image.name[:4]), int(image.name[6]) - 1])
+    return folder
 
 
 def tiny_run_overrides(market_root: Path, save_dir: Path) -> list[str]:

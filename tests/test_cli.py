@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from ccsc_plugin.cli import main
 from ccsc_plugin.results import read_result
+from ccsc_plugin.tables import find_results, render_tables
 
 BASE = str(Path(__file__).resolve().parents[1] / "recipes" / "base.yaml")
 
@@ -27,9 +29,87 @@ def test_train_then_test_from_the_command_line(tiny_overrides, tmp_path):
     assert (
         main(["test", BASE, "--weights", str(run), *as_args(tiny_overrides), "--set", f"data.save_dir={test_dir}"]) == 0
     )
-    evaluated = read_result(test_dir)
-    assert evaluated["weights"].endswith("epoch-002.pt")
+    (written,) = (test_dir / "tests").glob("*.json")
+    evaluated = read_result(written)
+    assert evaluated["kind"] == "test" and evaluated["checkpoint"].endswith("epoch-002.pt")
     assert evaluated["rank1"] == pytest.approx(trained["rank1"]) and evaluated["mAP"] == pytest.approx(trained["mAP"])
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def files(folder: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.slow
+def test_training_into_a_folder_holding_a_run_stops_until_overwritten(tiny_overrides, tmp_path, capsys):
+    run = tmp_path / "run"  # tiny_overrides' data.save_dir
+    assert main(["train", BASE, *as_args(tiny_overrides)]) == 0  # 2 epochs
+    killed_save = run / "checkpoints" / ".epoch-003.pt.k1ll3d00.tmp"  # what a SIGKILL in atomic_write leaves
+    killed_save.write_bytes(b"half a checkpoint")
+    old_test = run / "tests" / "market1501-epoch-002-0123abcd.json"  # a test result of the old run
+    old_test.parent.mkdir()
+    old_test.write_text("{}")
+    before = files(run)
+    capsys.readouterr()
+
+    one_epoch = [*as_args(tiny_overrides), "--set", "train.max_epoch=1", "--set", "train.warmup_epochs=0"]
+    assert main(["train", BASE, *one_epoch]) == 2
+    err = capsys.readouterr().err
+    assert f"{run} already holds a run" in err and "checkpoints/epoch-002.pt" in err and "result.json" in err
+    assert "--set data.save_dir=NEW_FOLDER" in err and f"--resume {run}" in err and "--overwrite" in err
+    assert files(run) == before  # nothing written, removed or logged
+
+    assert main(["train", BASE, *one_epoch, "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert f"removed the previous run in {run}" in out
+    for gone in ("checkpoints/epoch-002.pt", "result.json", "train.log", "events.out.tfevents", old_test.name):
+        assert gone in out
+    assert killed_save.name in out and not killed_save.exists() and not old_test.exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-001.pt"]
+    assert len(list(run.glob("events.out.tfevents*"))) == 1
+    assert (run / "train.log").read_text().count("=> Start training") == 1
+    result = read_result(run)
+    final = run / "checkpoints" / "epoch-001.pt"
+    assert result["epochs"] == 1 and result["kind"] == "train"
+    assert result["checkpoint"] == str(final.resolve()) and result["checkpoint_sha256"] == sha256(final)
+
+
+@pytest.mark.slow
+def test_test_writes_beside_the_training_result_and_the_table_files_each_under_its_dataset(
+    tiny_overrides, market_csv, tmp_path
+):
+    run = tmp_path / "run"  # tiny_overrides' data.save_dir: test writes into the training run's folder
+    overrides = as_args([*tiny_overrides, "test.eval_freq=1"])  # epoch-001.pt and epoch-002.pt
+    assert main(["train", BASE, *overrides]) == 0
+    trained = (run / "result.json").read_bytes()
+    csv_target = ["--set", "data.targets=[csv]", "--set", f"data.csv.path={market_csv / 'labels.csv'}"]
+    same = ["--weights", str(run)]
+    for weights_and_target in (same, ["--weights", str(run / "checkpoints" / "epoch-001.pt")], [*same, *csv_target]):
+        assert main(["test", BASE, *overrides, *weights_and_target]) == 0
+    assert main(["test", BASE, *overrides, *same]) == 0  # a repeated identical test replaces its own result
+
+    assert (run / "result.json").read_bytes() == trained
+    tests = [read_result(path) for path in sorted((run / "tests").glob("*.json"))]
+    assert sorted((test["dataset"], Path(test["checkpoint"]).name) for test in tests) == [
+        ("csv", "epoch-002.pt"),
+        ("market1501", "epoch-001.pt"),
+        ("market1501", "epoch-002.pt"),
+    ]
+    for test in tests:
+        assert test["kind"] == "test" and test["checkpoint_sha256"] == sha256(Path(test["checkpoint"]))
+
+    markdown = render_tables(find_results([run]))
+    table_1 = markdown.split("### ")[1]
+    assert next(line for line in table_1.splitlines() if "| Market-1501 | Softmax + CCSC |" in line).endswith(
+        "| 1 | 2 |"
+    )  # one training run of 2 epochs: tests are not averaged in
+    assert "Not in Tables" not in markdown
+    test_rows = markdown.split("### Tests of trained weights")[1]
+    assert f"| csv | Softmax + CCSC | {(run / 'checkpoints' / 'epoch-002.pt').resolve()} |" in test_rows
+    assert test_rows.count("| Market-1501 | Softmax + CCSC |") == 2
 
 
 def test_unknown_key_exits_2_with_the_nearest_key(capsys):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import csv
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -26,25 +26,11 @@ def test_real_set_resolves_beside_the_checkout():
     assert {folder for folder, _ in RUNS.values()} == {"baseline", "ccsc"}  # the demo's default paths
 
 
-@pytest.fixture
-def real_set(market_root, tmp_path) -> Path:
-    """A labels.csv folder (path,pid,camid) over the generated Market tree's test images."""
-    folder = tmp_path / "real"
-    folder.mkdir()
-    tree = market_root / "market1501" / "Market-1501-v15.09.15"
-    with open(folder / "labels.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "pid", "camid"])
-        for image in sorted([*tree.glob("query/*.jpg"), *tree.glob("bounding_box_test/*.jpg")]):
-            writer.writerow([image, int(image.name[:4]), int(image.name[6]) - 1])
-    return folder
-
-
 @pytest.mark.slow
-def test_quickstart_trains_saves_and_compares(tmp_path, real_set, capsys):
+def test_quickstart_trains_saves_and_compares(tmp_path, market_csv, capsys):
     runs = tmp_path / "runs" / "quickstart"
     overrides = [*TINY_QUICKSTART, f"data.root={tmp_path / 'data'}", f"data.save_dir={runs / 'ccsc'}"]
-    results = run_quickstart(overrides=overrides, real_set=real_set)
+    results = run_quickstart(overrides=overrides, real_set=market_csv)
     assert set(results) == {"synthcam", REAL_SET_NAME}
     for by_method in results.values():
         assert list(by_method) == list(RUNS)
@@ -53,7 +39,8 @@ def test_quickstart_trains_saves_and_compares(tmp_path, real_set, capsys):
     assert results["synthcam"]["softmax (baseline)"]["method"] == "softmax"
     for folder in ("baseline", "ccsc"):
         assert latest_checkpoint(runs / folder).name == "epoch-002.pt"
-        assert (runs / folder / REAL_SET_NAME / "result.json").is_file()
+        assert len(list((runs / folder / "tests").glob("csv-epoch-002-*.json"))) == 1  # beside result.json
+        assert (runs / folder / "result.json").is_file()
     out = capsys.readouterr().out
     assert format_comparison(results) in out
     assert out.count(f"| {REAL_SET_NAME} (cross-domain) |") == 2
@@ -67,3 +54,26 @@ def test_comparison_table_lists_every_dataset_and_method():
     table = format_comparison(results).splitlines()
     assert table[2] == "| synthcam | softmax (baseline) | 50.0 | 25.0 |"
     assert table[3] == "| real | softmax + CCSC | 12.5 | 7.0 |"
+
+
+@pytest.mark.slow
+def test_quickstart_run_twice_replaces_its_runs_and_never_mixes_models(tmp_path, market_csv, capsys):
+    runs = tmp_path / "runs" / "quickstart"
+    overrides = [*TINY_QUICKSTART, f"data.root={tmp_path / 'data'}", f"data.save_dir={runs / 'ccsc'}"]
+    run_quickstart(overrides=overrides, real_set=market_csv)  # 2 epochs
+    capsys.readouterr()
+    one_epoch = [*overrides, "train.max_epoch=1", "train.warmup_epochs=0"]
+    results = run_quickstart(overrides=one_epoch, real_set=market_csv)
+    out = capsys.readouterr().out
+    for folder, _ in RUNS.values():
+        assert latest_checkpoint(runs / folder).name == "epoch-001.pt"
+        assert sorted(p.name for p in (runs / folder / "checkpoints").iterdir()) == ["epoch-001.pt"]
+    rows = [(label, result) for by_method in results.values() for label, result in by_method.items()]
+    assert len(rows) == 2 * len(RUNS)  # synthcam and real-crop rows
+    for label, result in rows:
+        checkpoint = runs / RUNS[label][0] / "checkpoints" / "epoch-001.pt"
+        assert result.get("checkpoint") == str(checkpoint.resolve()), (label, result["dataset"])
+        assert result["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    for folder, _ in RUNS.values():
+        assert f"replacing its previous run in {runs / folder}" in out
+        assert len(list((runs / folder / "tests").glob("*.json"))) == 1  # the first run's real-crop result is gone
