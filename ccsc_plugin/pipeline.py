@@ -27,6 +27,7 @@ from .datasets.checks import DataChecks
 from .datasets.csv_dataset import CSVDataset
 from .datasets.synthcam import SynthCam, SynthCamSpec
 from .engine import ImageCCSCEngine
+from .inference import config_from_checkpoint
 from .loaders import build_train_loader
 from .model import PretrainedWeightsUnavailable
 from .results import git_commit, write_result
@@ -123,33 +124,43 @@ def _image_datamanager(cfg: CN, train_sampler: str):
 
 
 def build_model(cfg: CN, num_classes: int) -> torch.nn.Module:
-    """The recipe's model from torchreid's factory; falls back to random init only if the recipe allows."""
+    """The recipe's model from torchreid's factory; falls back to random init only if the recipe allows.
+
+    The fallback covers hub weights that cannot be fetched; a ``model.pretrained_path`` that cannot be used is
+    always an error (the recipe named that file).
+    """
     pretrained: bool | str = cfg.model.pretrained_path or cfg.model.pretrained
     try:
         model = torchreid.models.build_model(cfg.model.name, num_classes, loss="ccsc", pretrained=pretrained)
     except PretrainedWeightsUnavailable as error:
-        if not cfg.model.allow_random_init:
+        if not cfg.model.allow_random_init or cfg.model.pretrained_path:
             raise
         warnings.warn(f"{error} Continuing with random init (model.allow_random_init=True).", stacklevel=2)
         model = torchreid.models.build_model(cfg.model.name, num_classes, loss="ccsc", pretrained=False)
     if cfg.model.load_weights:
-        load_weights(model, cfg.model.load_weights)
+        fix = (
+            f"Set model.load_weights to a checkpoint of model.name={cfg.model.name} written by `ccsc-reid train`, "
+            "or to '' to start from the ImageNet (or random) init."
+        )
+        load_weights(model, cfg.model.load_weights, fix=fix)
     return model
 
 
-def load_weights(model: torch.nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint's weights into ``model`` and return the checkpoint.
+def load_weights(
+    model: torch.nn.Module,
+    path: str | Path,
+    checkpoint: dict[str, Any] | None = None,
+    fix: str = ckpt.DEFAULT_FIT_FIX,
+) -> dict[str, Any]:
+    """Load a checkpoint's weights (``checkpoint``, or read from ``path``) into ``model``; return the checkpoint.
 
-    Layers whose shape differs (another dataset's classifier) are skipped and listed.
+    Every key must fit (see ``checkpoint.load_model_state``) except another dataset's classifier, which
+    features do not use: it is left as built, and a line says so.
     """
-    checkpoint = ckpt.load_checkpoint(path)
-    state = ckpt.strip_module_prefix(checkpoint["state_dict"])
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(set(state) - set(usable))
+    checkpoint = ckpt.load_checkpoint(path) if checkpoint is None else checkpoint
+    skipped = ckpt.load_model_state(model, checkpoint, path, other_classes=True, fix=fix)
     if skipped:
-        print(f"Not loaded from {path} (absent or another shape): {', '.join(skipped)}")
-    model.load_state_dict(usable, strict=False)
+        print(f"=> Not loaded from {path}: {', '.join(skipped)} (another dataset's classifier; features do not use it)")
     return checkpoint
 
 
@@ -271,6 +282,7 @@ def summarise(cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: flo
         "git_commit": git_commit(),
         "wall_time_s": round(seconds, 1),
         "save_dir": str(Path(cfg.data.save_dir).resolve()),
+        "input_size": [cfg.data.height, cfg.data.width],
         **(checks.summary() if checks is not None else {}),
     }
 
@@ -325,15 +337,47 @@ def _train(cfg: CN, recipe: str | None, save_dir: Path, start: float) -> dict[st
 
 
 def evaluate(cfg: CN, weights: str | Path, recipe: str | None = None) -> dict[str, Any]:
-    """Evaluate trained ``weights`` on the recipe's targets; writes ``result.json`` in ``data.save_dir``."""
+    """Evaluate trained ``weights`` on the recipe's targets; writes ``result.json`` in ``data.save_dir``.
+
+    The weights are tested at the input size they were trained at (their stored recipe), whatever the recipe says.
+    """
     save_dir = Path(cfg.data.save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     with log_to(save_dir / "test.log"):
+        checkpoint = ckpt.load_checkpoint(weights)
+        stored = config_from_checkpoint(checkpoint, origin=str(weights)) if "config" in checkpoint else None
+        cfg = at_trained_input_size(cfg, stored, weights)
         engine = build_engine(cfg)
-        checkpoint = load_weights(engine.model, weights)
+        load_weights(engine.model, weights, checkpoint, fix=_weights_fix(cfg, stored))
         _run_engine(engine, cfg, test_only=True)
         result = summarise(cfg, engine, recipe, time.time() - start, checkpoint.get("epoch", 0))
         result["weights"] = str(Path(weights).resolve())
         write_result(save_dir, result)
     return result
+
+
+def at_trained_input_size(cfg: CN, stored: CN | None, weights: str | Path) -> CN:
+    """``cfg`` at the input size of the checkpoint's stored recipe ``stored``, with a line when that changes it.
+
+    Weights trained at one size score far lower at another; testing at another size on purpose takes a
+    checkpoint trained (or fine-tuned) at that size.
+    """
+    if stored is None or (stored.data.height, stored.data.width) == (cfg.data.height, cfg.data.width):
+        return cfg
+    print(
+        f"=> {weights} was trained at {stored.data.height}x{stored.data.width}: testing at that size, not at "
+        f"the recipe's data.height x data.width = {cfg.data.height}x{cfg.data.width}"
+    )
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.data.height, cfg.data.width = stored.data.height, stored.data.width
+    cfg.freeze()
+    return cfg
+
+
+def _weights_fix(cfg: CN, stored: CN | None) -> str:
+    """What to do when ``--weights`` do not fit the recipe's model."""
+    if stored is not None and stored.model.name != cfg.model.name:
+        return f"They were trained as model.name={stored.model.name}: add --set model.name={stored.model.name}."
+    return f"Pass --weights a checkpoint of model.name={cfg.model.name} written by `ccsc-reid train`."
