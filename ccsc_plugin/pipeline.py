@@ -23,7 +23,7 @@ from . import distributed, samplers
 from ._torchreid import torchreid
 from .config import RecipeError
 from .datasets import PLUGIN_DATASETS, check_dataset, dataset_setting
-from .datasets.checks import DataChecks
+from .datasets.checks import DataChecks, ccsc_inactive_warning
 from .datasets.csv_dataset import CSVDataset
 from .datasets.synthcam import SynthCam, SynthCamSpec
 from .engine import ImageCCSCEngine
@@ -265,12 +265,17 @@ def _run_engine(engine: ImageCCSCEngine, cfg: CN, **kwargs: Any) -> None:
     )
 
 
-def summarise(cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: float, epochs: int) -> dict[str, Any]:
-    """The ``result.json`` of a run: the first target's metrics at top level, every target below."""
+def summarise(
+    cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: float, epochs: int, training: bool = True
+) -> dict[str, Any]:
+    """The ``result.json`` of a run: the first target's metrics at top level, every target below.
+
+    A training run (``training``) also records whether its CCSC term could act (``ccsc_active``) and why not.
+    """
     targets = list(cfg.data.targets) or list(cfg.data.sources)
     first = engine.test_results.get(targets[0], {})
     checks = getattr(engine.datamanager, "data_checks", None)
-    return {
+    result = {
         "recipe": recipe,
         "dataset": dataset_setting(targets[0], cfg.data.cuhk03_labeled, cfg.data.cuhk03_classic_split),
         "method": method_name(cfg),
@@ -285,6 +290,17 @@ def summarise(cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: flo
         "input_size": [cfg.data.height, cfg.data.width],
         **(checks.summary() if checks is not None else {}),
     }
+    if training:
+        warning = ccsc_warning(cfg, engine.datamanager)
+        result.update(ccsc_active=cfg.loss.ccsc.weight > 0 and warning is None, warnings=[warning] if warning else [])
+    return result
+
+
+def ccsc_warning(cfg: CN, datamanager) -> str | None:
+    """Why ``cfg``'s CCSC term can never act on ``datamanager``'s train set (see ``datasets.checks``), or None."""
+    checks = getattr(datamanager, "data_checks", None)
+    counts = checks.identities if checks is not None else None
+    return ccsc_inactive_warning(counts, cfg.loss.ccsc.weight, cfg.loss.ccsc.cross_camera)
 
 
 def train(cfg: CN, recipe: str | None = None) -> dict[str, Any]:
@@ -316,6 +332,8 @@ def _train(cfg: CN, recipe: str | None, save_dir: Path, start: float) -> dict[st
         with distributed.main_process_first():  # rank 0 generates / checks the data first
             datamanager = build_datamanager(cfg)
         engine = build_engine(cfg, datamanager)
+        if warning := ccsc_warning(cfg, datamanager):
+            print(f"=> WARNING: {warning}")
         start_epoch = engine.resume(cfg.model.resume) if cfg.model.resume else cfg.train.start_epoch
         if start_epoch:
             print(f"=> Resuming at epoch {start_epoch + 1}")
@@ -351,7 +369,7 @@ def evaluate(cfg: CN, weights: str | Path, recipe: str | None = None) -> dict[st
         engine = build_engine(cfg)
         load_weights(engine.model, weights, checkpoint, fix=_weights_fix(cfg, stored))
         _run_engine(engine, cfg, test_only=True)
-        result = summarise(cfg, engine, recipe, time.time() - start, checkpoint.get("epoch", 0))
+        result = summarise(cfg, engine, recipe, time.time() - start, checkpoint.get("epoch", 0), training=False)
         result["weights"] = str(Path(weights).resolve())
         write_result(save_dir, result)
     return result
