@@ -81,8 +81,8 @@ def _num_classes(state: dict[str, Any], origin: str) -> int:
     """The classifier size: stored as ``num_classes`` by ``ccsc-reid train``, else read off the classifier."""
     if state.get("num_classes"):
         return int(state["num_classes"])
-    weights = state["state_dict"]
-    classifier = ckpt.strip_module_prefix(weights).get("classifier.weight") if isinstance(weights, dict) else None
+    weights = state["state_dict"] if isinstance(state["state_dict"], dict) else {}
+    classifier = ckpt.strip_module_prefix(weights).get(f"{ckpt.CLASSIFIER_PREFIX}weight")
     if not isinstance(classifier, torch.Tensor):
         raise ckpt.CheckpointError(
             f"{origin} stores neither 'num_classes' nor a 'classifier.weight': the model cannot be rebuilt. "
