@@ -118,3 +118,66 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
 def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the ``module.`` prefix that DataParallel / DDP add, so weights load into a bare model."""
     return {key.removeprefix("module."): value for key, value in state_dict.items()}
+
+
+CLASSIFIER_PREFIX = "classifier."  # the identity classifier: its size is the training set's number of identities
+DEFAULT_FIT_FIX = "Use a checkpoint that `ccsc-reid train` wrote for this model."
+
+
+def load_model_state(
+    model: torch.nn.Module,
+    checkpoint: dict[str, Any],
+    origin: str | Path,
+    other_classes: bool = False,
+    fix: str = DEFAULT_FIT_FIX,
+) -> list[str]:
+    """Load ``checkpoint['state_dict']`` into ``model``: every key present, none extra, every shape equal.
+
+    DataParallel / DDP's ``module.`` prefix is dropped first. With ``other_classes`` (weights used on another
+    dataset, where only the features matter) the classifier alone may differ in shape: it keeps its initial
+    values and its keys are returned. Anything else that does not fit raises a ``CheckpointError`` naming
+    ``origin``, a few of the offending keys and ``fix``, so no path ever runs a half-initialised model.
+    """
+    weights = checkpoint.get("state_dict")
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{origin}: 'state_dict' is a {type(weights).__name__}, not a dict of tensors. {fix}")
+    weights = strip_module_prefix(weights)
+    own = model.state_dict()
+    reshaped = [k for k, v in weights.items() if k in own and getattr(v, "shape", None) != own[k].shape]
+    skipped = [k for k in reshaped if other_classes and k.startswith(CLASSIFIER_PREFIX)]
+    problems = {
+        "missing": [k for k in own if k not in weights],
+        "unexpected": [k for k in weights if k not in own],
+        "of another shape": [_shapes(k, weights[k], own[k]) for k in reshaped if k not in skipped],
+    }
+    if any(problems.values()):
+        raise CheckpointError(_misfit_message(origin, model, problems, fix))
+    model.load_state_dict({k: v for k, v in weights.items() if k not in skipped}, strict=False)
+    return skipped
+
+
+def _shapes(key: str, stored: Any, expected: torch.Tensor) -> str:
+    stored_shape = list(stored.shape) if isinstance(stored, torch.Tensor) else type(stored).__name__
+    return f"{key} ({stored_shape} in the file, {list(expected.shape)} in the model)"
+
+
+def _misfit_message(origin: str | Path, model: torch.nn.Module, problems: dict[str, list[str]], fix: str) -> str:
+    """``origin does not fit model X: 3 key(s) missing (a, b, c), ...`` with a hint for the usual causes."""
+    parts = [
+        f"{len(keys)} key(s) {kind} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+        for kind, keys in problems.items()
+        if keys
+    ]
+    message = f"{origin} does not fit model {type(model).__name__}: {'; '.join(parts)}."
+    if len(problems["missing"]) == len(model.state_dict()) and not problems["unexpected"]:
+        message += " Its state_dict holds none of the model's weights."
+    prefix = _common_prefix(problems["unexpected"])
+    if prefix and {k.removeprefix(prefix) for k in problems["unexpected"]} >= set(problems["missing"]):
+        message += f" Every key carries the prefix {prefix!r}: save the state dict without it."
+    return f"{message} {fix}"
+
+
+def _common_prefix(keys: list[str]) -> str:
+    """The first dotted component all ``keys`` share (``'model.'``), or ``''``."""
+    heads = {key.split(".", 1)[0] for key in keys if "." in key}
+    return f"{heads.pop()}." if len(heads) == 1 and all("." in key for key in keys) else ""

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from .checkpoint import CheckpointError
-from .config import load_config
+from .config import RecipeError, load_config
 from .quickstart import DEFAULT_RECIPE
 from .retrieval import (
     MAX_UPLOAD_BYTES,
@@ -126,7 +126,7 @@ class DemoBackend:
     def _load_slot(weights: str) -> ModelSlot:
         try:
             retriever = Retriever(weights)
-        except (FileNotFoundError, CheckpointError) as error:
+        except (FileNotFoundError, CheckpointError, RecipeError) as error:  # RecipeError: its stored config
             return ModelSlot(weights, Path(weights).name or weights, error=checkpoint_message(weights, error))
         return ModelSlot(weights, retriever.label, retriever=retriever)
 

@@ -27,6 +27,10 @@ from .nonfinite import all_finite, non_finite_loss
 from .resumable_sampler import ResumableSampler
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+RESUME_FIX = (
+    "--resume continues a run of this recipe's model on the same training data: pass that run, or drop --resume "
+    "(--set model.load_weights=CHECKPOINT starts a new run from its weights, the classifier excepted)."
+)
 
 
 class ImageCCSCEngine(torchreid.engine.Engine):
@@ -367,7 +371,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         A mid-epoch (interrupt) checkpoint continues that epoch at the next batch, in the same order.
         """
         state = ckpt.load_checkpoint(ckpt.latest_checkpoint(path))
-        self.bare_model.load_state_dict(ckpt.strip_module_prefix(state["state_dict"]))
+        ckpt.load_model_state(self.bare_model, state, path, fix=RESUME_FIX)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])

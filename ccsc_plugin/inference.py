@@ -44,22 +44,57 @@ def config_from_checkpoint(state: dict[str, Any], origin: str = "checkpoint") ->
             f"{origin} stores no 'config': it was not written by `ccsc-reid train`. Build the model yourself and "
             "pass it to FeatureExtractor(model, height=..., width=...)."
         )
+    try:
+        stored = yaml.safe_load(state["config"]) or {}
+    except (yaml.YAMLError, AttributeError) as error:  # AttributeError: the config is not text
+        raise RecipeError(f"{origin}: its stored 'config' is not a YAML recipe ({error}).") from error
+    if not isinstance(stored, dict):
+        raise RecipeError(f"{origin}: its stored 'config' is a {type(stored).__name__}, not a recipe mapping.")
     cfg = get_default_config()
-    merge_strict(cfg, yaml.safe_load(state["config"]) or {}, origin=origin)
-    validate(cfg)
+    merge_strict(cfg, stored, origin=origin)
+    try:
+        validate(cfg)
+    except RecipeError as error:
+        raise RecipeError(f"{origin}: the recipe stored in this checkpoint is invalid. {error}") from error
     cfg.freeze()
     return cfg
+
+
+def model_from_checkpoint(state: dict[str, Any], origin: str = "checkpoint") -> tuple[torch.nn.Module, CN]:
+    """The eval-mode model of a loaded checkpoint, built from its stored recipe, and that recipe.
+
+    Its weights must fit exactly (``checkpoint.load_model_state``): a file that does not is an error, never
+    a model left partly at its random init.
+    """
+    cfg = config_from_checkpoint(state, origin)
+    try:
+        model = torchreid.models.build_model(cfg.model.name, _num_classes(state, origin), loss="ccsc", pretrained=False)
+    except KeyError as error:
+        raise ckpt.CheckpointError(
+            f"{origin} needs model.name={cfg.model.name!r}, which torchreid does not know ({error})."
+        ) from error
+    ckpt.load_model_state(model, state, origin)
+    return model.eval(), cfg
+
+
+def _num_classes(state: dict[str, Any], origin: str) -> int:
+    """The classifier size: stored as ``num_classes`` by ``ccsc-reid train``, else read off the classifier."""
+    if state.get("num_classes"):
+        return int(state["num_classes"])
+    weights = state["state_dict"] if isinstance(state["state_dict"], dict) else {}
+    classifier = ckpt.strip_module_prefix(weights).get(f"{ckpt.CLASSIFIER_PREFIX}weight")
+    if not isinstance(classifier, torch.Tensor):
+        raise ckpt.CheckpointError(
+            f"{origin} stores neither 'num_classes' nor a 'classifier.weight': the model cannot be rebuilt. "
+            f"{ckpt.DEFAULT_FIT_FIX}"
+        )
+    return int(classifier.shape[0])
 
 
 def load_trained_model(path: str | Path) -> tuple[torch.nn.Module, CN]:
     """The eval-mode model of a checkpoint (file or run folder: its latest), and the recipe it used."""
     path = ckpt.latest_checkpoint(path)
-    state = ckpt.load_checkpoint(path)
-    cfg = config_from_checkpoint(state, origin=str(path))
-    num_classes = int(state.get("num_classes") or state["state_dict"]["classifier.weight"].shape[0])
-    model = torchreid.models.build_model(cfg.model.name, num_classes, loss="ccsc", pretrained=False)
-    model.load_state_dict(ckpt.strip_module_prefix(state["state_dict"]))
-    return model.eval(), cfg
+    return model_from_checkpoint(ckpt.load_checkpoint(path), origin=str(path))
 
 
 def to_pil(image: ImageInput) -> Image.Image:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ._torchreid import model_factory
+from .checkpoint import CheckpointError, load_model_state
 
 MODEL_NAME = "resnet50_ccsc"
 FEATURE_DIM = 512
@@ -27,13 +28,7 @@ def _create_backbone(pretrained: bool | str) -> nn.Module:
     """timm ResNet-50 without pooling or classifier; ``pretrained`` is False, True (hub) or a file."""
     kwargs: dict = {"num_classes": 0, "global_pool": ""}
     if isinstance(pretrained, (str, os.PathLike)) and str(pretrained):
-        path = Path(pretrained).expanduser()
-        if not path.is_file():
-            raise PretrainedWeightsUnavailable(
-                f"ImageNet weights file {path} does not exist. Pass model.pretrained_path=<a timm or "
-                "torchvision resnet50 .pth/.safetensors file>, or model.pretrained=False for random init."
-            )
-        return timm.create_model("resnet50", pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+        return _backbone_from_file(Path(pretrained).expanduser(), **kwargs)
     if pretrained:
         try:
             return timm.create_model("resnet50", pretrained=True, **kwargs)
@@ -45,6 +40,34 @@ def _create_backbone(pretrained: bool | str) -> nn.Module:
                 "automatically)."
             ) from error
     return timm.create_model("resnet50", pretrained=False, **kwargs)
+
+
+def _backbone_from_file(path: Path, **kwargs) -> nn.Module:
+    """timm ResNet-50 with every weight from a local timm / torchvision ImageNet file (its ``fc`` dropped).
+
+    timm's own file loading turns lenient once the classifier is removed, so another network's weights
+    would load nothing without a word: the keys are checked here, as for any checkpoint.
+    """
+    origin = f"model.pretrained_path {path}"
+    fix = (
+        "Pass model.pretrained_path=<a timm or torchvision resnet50 ImageNet .pth/.safetensors file>, '' for the "
+        "hub, or model.pretrained=False for random init; to start from a ccsc-reid run, set model.load_weights=RUN."
+    )
+    if not path.is_file():
+        raise PretrainedWeightsUnavailable(f"{origin} does not exist. {fix}")
+    backbone = timm.create_model("resnet50", pretrained=False, **kwargs)
+    try:
+        weights = timm.models.load_state_dict(str(path))  # .pth or .safetensors; 'module.' prefixes removed
+    except Exception as error:  # not a weights file: torch's and safetensors' errors vary
+        raise PretrainedWeightsUnavailable(
+            f"{origin} is not a weights file ({type(error).__name__}: {str(error)[:200]}). {fix}"
+        ) from error
+    backbone_weights = {key: value for key, value in weights.items() if not key.startswith("fc.")}  # ImageNet's head
+    try:
+        load_model_state(backbone, {"state_dict": backbone_weights}, origin, fix=fix)
+    except CheckpointError as error:
+        raise PretrainedWeightsUnavailable(str(error)) from error
+    return backbone
 
 
 def set_last_stride_one(backbone: nn.Module) -> None:

@@ -24,10 +24,11 @@ from . import distributed, run_folder, samplers
 from ._torchreid import torchreid
 from .config import RecipeError
 from .datasets import PLUGIN_DATASETS, check_dataset, dataset_setting
-from .datasets.checks import DataChecks
+from .datasets.checks import DataChecks, ccsc_inactive_warning
 from .datasets.csv_dataset import CSVDataset
 from .datasets.synthcam import SynthCam, SynthCamSpec
 from .engine import ImageCCSCEngine
+from .inference import config_from_checkpoint
 from .loaders import build_train_loader
 from .model import PretrainedWeightsUnavailable
 from .results import RESULT_FILE, TEST_DIR, git_commit, read_result, write_result
@@ -124,33 +125,43 @@ def _image_datamanager(cfg: CN, train_sampler: str):
 
 
 def build_model(cfg: CN, num_classes: int) -> torch.nn.Module:
-    """The recipe's model from torchreid's factory; falls back to random init only if the recipe allows."""
+    """The recipe's model from torchreid's factory; falls back to random init only if the recipe allows.
+
+    The fallback covers hub weights that cannot be fetched; a ``model.pretrained_path`` that cannot be used is
+    always an error (the recipe named that file).
+    """
     pretrained: bool | str = cfg.model.pretrained_path or cfg.model.pretrained
     try:
         model = torchreid.models.build_model(cfg.model.name, num_classes, loss="ccsc", pretrained=pretrained)
     except PretrainedWeightsUnavailable as error:
-        if not cfg.model.allow_random_init:
+        if not cfg.model.allow_random_init or cfg.model.pretrained_path:
             raise
         warnings.warn(f"{error} Continuing with random init (model.allow_random_init=True).", stacklevel=2)
         model = torchreid.models.build_model(cfg.model.name, num_classes, loss="ccsc", pretrained=False)
     if cfg.model.load_weights:
-        load_weights(model, cfg.model.load_weights)
+        fix = (
+            f"Set model.load_weights to a checkpoint of model.name={cfg.model.name} written by `ccsc-reid train`, "
+            "or to '' to start from the ImageNet (or random) init."
+        )
+        load_weights(model, cfg.model.load_weights, fix=fix)
     return model
 
 
-def load_weights(model: torch.nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint's weights into ``model`` and return the checkpoint.
+def load_weights(
+    model: torch.nn.Module,
+    path: str | Path,
+    checkpoint: dict[str, Any] | None = None,
+    fix: str = ckpt.DEFAULT_FIT_FIX,
+) -> dict[str, Any]:
+    """Load a checkpoint's weights (``checkpoint``, or read from ``path``) into ``model``; return the checkpoint.
 
-    Layers whose shape differs (another dataset's classifier) are skipped and listed.
+    Every key must fit (see ``checkpoint.load_model_state``) except another dataset's classifier, which
+    features do not use: it is left as built, and a line says so.
     """
-    checkpoint = ckpt.load_checkpoint(path)
-    state = ckpt.strip_module_prefix(checkpoint["state_dict"])
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(set(state) - set(usable))
+    checkpoint = ckpt.load_checkpoint(path) if checkpoint is None else checkpoint
+    skipped = ckpt.load_model_state(model, checkpoint, path, other_classes=True, fix=fix)
     if skipped:
-        print(f"Not loaded from {path} (absent or another shape): {', '.join(skipped)}")
-    model.load_state_dict(usable, strict=False)
+        print(f"=> Not loaded from {path}: {', '.join(skipped)} (another dataset's classifier; features do not use it)")
     return checkpoint
 
 
@@ -255,12 +266,17 @@ def _run_engine(engine: ImageCCSCEngine, cfg: CN, **kwargs: Any) -> None:
     )
 
 
-def summarise(cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: float, epochs: int) -> dict[str, Any]:
-    """The ``result.json`` of a run: the first target's metrics at top level, every target below."""
+def summarise(
+    cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: float, epochs: int, training: bool = True
+) -> dict[str, Any]:
+    """The ``result.json`` of a run: the first target's metrics at top level, every target below.
+
+    A training run (``training``) also records whether its CCSC term could act (``ccsc_active``) and why not.
+    """
     targets = list(cfg.data.targets) or list(cfg.data.sources)
     first = engine.test_results.get(targets[0], {})
     checks = getattr(engine.datamanager, "data_checks", None)
-    return {
+    result = {
         "recipe": recipe,
         "dataset": dataset_setting(targets[0], cfg.data.cuhk03_labeled, cfg.data.cuhk03_classic_split),
         "method": method_name(cfg),
@@ -272,8 +288,20 @@ def summarise(cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: flo
         "git_commit": git_commit(),
         "wall_time_s": round(seconds, 1),
         "save_dir": str(Path(cfg.data.save_dir).resolve()),
+        "input_size": [cfg.data.height, cfg.data.width],
         **(checks.summary() if checks is not None else {}),
     }
+    if training:
+        warning = ccsc_warning(cfg, engine.datamanager)
+        result.update(ccsc_active=cfg.loss.ccsc.weight > 0 and warning is None, warnings=[warning] if warning else [])
+    return result
+
+
+def ccsc_warning(cfg: CN, datamanager) -> str | None:
+    """Why ``cfg``'s CCSC term can never act on ``datamanager``'s train set (see ``datasets.checks``), or None."""
+    checks = getattr(datamanager, "data_checks", None)
+    counts = checks.identities if checks is not None else None
+    return ccsc_inactive_warning(counts, cfg.loss.ccsc.weight, cfg.loss.ccsc.cross_camera)
 
 
 def scored(checkpoint: str | Path) -> dict[str, str]:
@@ -350,6 +378,8 @@ def _train(cfg: CN, recipe: str | None, save_dir: Path, start: float, overwrite:
         with distributed.main_process_first():  # rank 0 generates / checks the data first
             datamanager = build_datamanager(cfg)
         engine = build_engine(cfg, datamanager)
+        if warning := ccsc_warning(cfg, datamanager):
+            print(f"=> WARNING: {warning}")
         start_epoch = engine.resume(cfg.model.resume) if cfg.model.resume else cfg.train.start_epoch
         if cfg.model.resume and start_epoch == cfg.train.max_epoch:  # its result.json is missing (finished_result)
             print(f"=> {engine.saved_weights} has done all {start_epoch} epochs: evaluating it")
@@ -376,17 +406,47 @@ def _train(cfg: CN, recipe: str | None, save_dir: Path, start: float, overwrite:
 def evaluate(cfg: CN, weights: str | Path, recipe: str | None = None) -> dict[str, Any]:
     """Evaluate the checkpoint ``weights`` on the recipe's targets.
 
-    The result goes beside, never over, a training result in ``data.save_dir``:
+    The weights are tested at the input size they were trained at (their stored recipe), whatever the recipe
+    says. The result goes beside, never over, a training result in ``data.save_dir``:
     ``tests/<targets>-<checkpoint>-<key>.json`` (:func:`ccsc_plugin.run_folder.path_for_test_result`).
     """
     start = time.time()
     with log_to(Path(cfg.data.save_dir) / TEST_DIR / run_folder.TEST_LOG):
+        checkpoint = ckpt.load_checkpoint(weights)
+        stored = config_from_checkpoint(checkpoint, origin=str(weights)) if "config" in checkpoint else None
+        cfg = at_trained_input_size(cfg, stored, weights)
         engine = build_engine(cfg)
-        checkpoint = load_weights(engine.model, weights)
+        load_weights(engine.model, weights, checkpoint, fix=_weights_fix(cfg, stored))
         weights_scored = scored(weights)
         _run_engine(engine, cfg, test_only=True)
-        result = summarise(cfg, engine, recipe, time.time() - start, checkpoint.get("epoch", 0))
+        result = summarise(cfg, engine, recipe, time.time() - start, checkpoint.get("epoch", 0), training=False)
         result.update(kind="test", **weights_scored)
         path = write_result(run_folder.path_for_test_result(cfg, weights, weights_scored["checkpoint_sha256"]), result)
         print(f"=> Test result written to {path}")
     return result
+
+
+def at_trained_input_size(cfg: CN, stored: CN | None, weights: str | Path) -> CN:
+    """``cfg`` at the input size of the checkpoint's stored recipe ``stored``, with a line when that changes it.
+
+    Weights trained at one size score far lower at another; testing at another size on purpose takes a
+    checkpoint trained (or fine-tuned) at that size.
+    """
+    if stored is None or (stored.data.height, stored.data.width) == (cfg.data.height, cfg.data.width):
+        return cfg
+    print(
+        f"=> {weights} was trained at {stored.data.height}x{stored.data.width}: testing at that size, not at "
+        f"the recipe's data.height x data.width = {cfg.data.height}x{cfg.data.width}"
+    )
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.data.height, cfg.data.width = stored.data.height, stored.data.width
+    cfg.freeze()
+    return cfg
+
+
+def _weights_fix(cfg: CN, stored: CN | None) -> str:
+    """What to do when ``--weights`` do not fit the recipe's model."""
+    if stored is not None and stored.model.name != cfg.model.name:
+        return f"They were trained as model.name={stored.model.name}: add --set model.name={stored.model.name}."
+    return f"Pass --weights a checkpoint of model.name={cfg.model.name} written by `ccsc-reid train`."

@@ -32,6 +32,7 @@ from ._torchreid import image_dataset_registry, torchreid
 from .datasets import PLUGIN_DATASETS, check_dataset
 from .datasets.csv_dataset import CSVDatasetError, read_rows, split_rows
 from .datasets.synthcam import SynthCam, SynthCamSpec
+from .inference import model_from_checkpoint
 from .metrics import distance_matrix
 
 MAX_UPLOAD_BYTES = 10 * 2**20  # 10 MiB: a person crop is a few tens of kB
@@ -156,20 +157,13 @@ class Retriever:
 
     def __init__(self, weights: str | Path) -> None:
         path = ckpt.latest_checkpoint(weights) if Path(weights).is_dir() else Path(weights)
-        state = ckpt.load_checkpoint(path)
-        if "config" not in state or "num_classes" not in state:
-            raise ckpt.CheckpointError(
-                f"{path} lacks 'config' or 'num_classes': it was not written by `ccsc-reid train`, so the demo "
-                "cannot tell its model, input size and normalisation."
-            )
-        self.cfg = CN.load_cfg(state["config"])
+        self.model, self.cfg = model_from_checkpoint(ckpt.load_checkpoint(path), origin=str(path))
         self.path = path
         # A run folder's name ("baseline", "ccsc"), or the file's stem for a checkpoint outside a run folder.
         self.label = path.parent.parent.name if path.parent.name == ckpt.CHECKPOINT_DIR else path.stem
         self.size = (int(self.cfg.data.height), int(self.cfg.data.width))
         self.metric = str(self.cfg.test.dist_metric)
         self.normalize_feature = bool(self.cfg.test.normalize_feature)
-        self.model = self._build_model(state)
         self.transform = T.Compose(
             [
                 T.Resize(self.size),
@@ -178,20 +172,6 @@ class Retriever:
             ]
         )
         self.fingerprint = hashlib.sha1(f"{ckpt.file_sha256(path)}|{self.size}|{self.transform}".encode()).hexdigest()
-
-    def _build_model(self, state: dict) -> torch.nn.Module:
-        name = str(self.cfg.model.name)
-        try:
-            model = torchreid.models.build_model(name, int(state["num_classes"]), loss="ccsc", pretrained=False)
-        except KeyError as error:
-            raise ckpt.CheckpointError(f"{self.path} needs model {name!r}, which torchreid does not know.") from error
-        result = model.load_state_dict(ckpt.strip_module_prefix(state["state_dict"]), strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ckpt.CheckpointError(
-                f"{self.path} does not fit model {name!r}: missing {result.missing_keys[:3]}, unexpected "
-                f"{result.unexpected_keys[:3]}. Use a checkpoint written by `ccsc-reid train` for this model."
-            )
-        return model.eval()
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB images -> a normalised batch at the model's input size."""

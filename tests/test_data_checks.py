@@ -13,6 +13,7 @@ from ccsc_plugin.config import RecipeError, load_config
 from ccsc_plugin.datasets import DatasetNotFound, check_dataset
 from ccsc_plugin.datasets.integrity import BadImageError, BadImageWarning
 from ccsc_plugin.datasets.synthcam import SynthCam, SynthCamSpec
+from ccsc_plugin.results import read_result
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
 RELEASE = "market1501/Market-1501-v15.09.15"
@@ -135,3 +136,53 @@ def test_generated_set_missing_a_subfolder_is_redrawn(tmp_path, monkeypatch):
     shutil.rmtree(Path(first.query_dir))
     again = SynthCam(root=str(tmp_path), verbose=False)
     assert again.query == first.query and len(again.query) > 0
+
+
+@pytest.fixture
+def one_camera_csv(market_root, tmp_path) -> Path:
+    """The generated Market tree as a CSV whose train rows all come from camera 0 (query/gallery keep theirs)."""
+    release = market_root / RELEASE
+    lines = ["path,pid,camid,split"]
+    for folder, split in (("bounding_box_train", "train"), ("query", "query"), ("bounding_box_test", "gallery")):
+        for image in sorted((release / folder).glob("*.jpg")):
+            pid, camid = int(image.name[:4]), int(image.name[6]) - 1
+            lines.append(f"{image},{pid},{0 if split == 'train' else camid},{split}")
+    path = tmp_path / "one-camera.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def csv_overrides(tiny_overrides: list[str], csv_path: Path) -> list[str]:
+    return [*tiny_overrides, "data.sources=[csv]", f"data.csv.path={csv_path}"]
+
+
+@pytest.mark.slow
+def test_ccsc_without_any_cross_camera_pair_is_a_loud_warning_and_recorded(one_camera_csv, tiny_overrides, capsys):
+    cfg = load_config(
+        BASE, [*csv_overrides(tiny_overrides, one_camera_csv), "train.max_epoch=1", "train.warmup_epochs=0"]
+    )
+    result = pipeline.train(cfg)
+    out = capsys.readouterr().out
+    warning = next(line for line in out.splitlines() if line.startswith("=> WARNING:"))
+    assert out.index(warning) < out.index("=> Start training")  # before the first step
+    assert "no cross-camera pair can ever form" in warning and "softmax baseline" in warning
+    assert "loss.ccsc.cross_camera=false" in warning
+    recorded = read_result(cfg.data.save_dir)
+    assert recorded["ccsc_active"] is False and recorded["warnings"] == [warning.removeprefix("=> WARNING: ")]
+    assert result == recorded
+
+
+@pytest.mark.parametrize(
+    ("one_camera", "overrides", "active"),
+    [
+        (True, ["loss.ccsc.cross_camera=false"], True),  # same-camera pairs still form
+        (True, ["loss.ccsc.weight=0"], False),  # the baseline: off by design, no warning
+        (False, [], True),  # the generated Market tree: every identity in 3 cameras
+    ],
+)
+def test_ccsc_activity_is_recorded_without_a_warning(one_camera_csv, tiny_overrides, one_camera, overrides, active):
+    cfg = load_config(
+        BASE, [*(csv_overrides(tiny_overrides, one_camera_csv) if one_camera else tiny_overrides), *overrides]
+    )
+    result = pipeline.summarise(cfg, pipeline.build_engine(cfg), None, 0.0, 0)
+    assert (result["ccsc_active"], result["warnings"]) == (active, [])

@@ -14,6 +14,7 @@ from PIL import Image
 
 from ccsc_plugin.checkpoint import CheckpointError, save_checkpoint
 from ccsc_plugin.cli import build_parser, main
+from ccsc_plugin.config import RecipeError
 from ccsc_plugin.demo_backend import BORDER, COLOURS, QUERY_COLOUR, DemoBackend, Query
 from ccsc_plugin.metrics import evaluate_rank
 from ccsc_plugin.retrieval import (
@@ -164,11 +165,40 @@ def test_unusable_checkpoint_is_a_slot_message(demo_checkpoints, backend, tmp_pa
         state = {k: v for k, v in good["state_dict"].items() if not k.startswith("reduction")}
         save_checkpoint({**good, "state_dict": state}, path)
     if problem != "missing":
-        with pytest.raises(CheckpointError):
+        with pytest.raises(RecipeError if problem == "no-config" else CheckpointError):  # no-config: no recipe
             Retriever(path)
     slot = DemoBackend._load_slot(str(path))
     assert slot.retriever is None
     assert str(path) in slot.error and "make quickstart" in slot.error
+
+
+STORED_CONFIG_PROBLEMS = {
+    "unknown-key": ("model:\n  name: resnet50_ccsc\n  colour: blue\n", "unknown key 'model.colour'"),
+    "height-0": ("data:\n  height: 0\n", "data.height must be > 0"),
+    "unknown-model": ("model:\n  name: no_such_net\n", "model.name='no_such_net'"),
+    "not-yaml": ("model: [unclosed\n", "not a YAML recipe"),
+    "not-a-mapping": ("- just\n- a list\n", "not a recipe mapping"),
+}
+
+
+@pytest.mark.parametrize("problem", sorted(STORED_CONFIG_PROBLEMS))
+def test_inconsistent_stored_config_is_that_rows_message(demo_checkpoints, market_root, tmp_path, problem):
+    config, message = STORED_CONFIG_PROBLEMS[problem]
+    good = torch.load(next((demo_checkpoints["ccsc"] / "checkpoints").glob("*.pt")), weights_only=True)
+    bad = tmp_path / "bad.pt"
+    save_checkpoint({**good, "config": config}, bad)
+    slot = DemoBackend._load_slot(str(bad))
+    assert slot.retriever is None and str(bad) in slot.error and message in slot.error
+
+
+def test_one_bad_row_leaves_the_other_rows_working(demo_checkpoints, tmp_path):
+    good = torch.load(next((demo_checkpoints["ccsc"] / "checkpoints").glob("*.pt")), weights_only=True)
+    bad = tmp_path / "bad.pt"
+    save_checkpoint({**good, "config": "data:\n  height: 0\n"}, bad)
+    demo = DemoBackend([str(demo_checkpoints["baseline"]), str(bad)], cache_dir=tmp_path / "cache")
+    assert demo.errors == [demo.slots[1].error] and demo.slots[0].retriever is not None
+    working, broken = demo.answer(demo.query_from_set(0), "intensity")
+    assert len(working.results) == 5 and broken.results == [] and "data.height must be > 0" in broken.summary
 
 
 def test_missing_default_checkpoints_say_run_make_quickstart(tmp_path, monkeypatch, market_root):

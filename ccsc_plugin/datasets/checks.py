@@ -76,6 +76,18 @@ def check_sampler_fits(counts: IdentityCounts, train_sampler: str, batch_size: i
         )
 
 
+def ccsc_inactive_warning(counts: IdentityCounts | None, ccsc_weight: float, cross_camera: bool) -> str | None:
+    """Why the CCSC term can never be non-zero on this train set (cross-camera pairs, one camera each), or None."""
+    if counts is None or ccsc_weight <= 0 or not cross_camera or counts.single_camera < counts.identities:
+        return None
+    return (
+        f"no training identity has images from two cameras ({counts.identities} identities, each seen by one "
+        f"camera only), so no cross-camera pair can ever form: loss.ccsc (weight {ccsc_weight:g}) contributes "
+        "nothing and this run is the softmax baseline. Train on data from several cameras, or set "
+        "loss.ccsc.cross_camera=false for the variant without the cross-camera constraint."
+    )
+
+
 class DataChecks:
     """Screens images and checks identities while torchreid loads the data; keeps what it found."""
 
