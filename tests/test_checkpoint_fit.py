@@ -12,7 +12,7 @@ from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from ccsc_plugin.cli import main
 from ccsc_plugin.inference import FeatureExtractor
-from ccsc_plugin.results import read_result
+from ccsc_plugin.results import read_result, result_files
 
 BASE = str(Path(__file__).resolve().parents[1] / "recipes" / "base.yaml")
 
@@ -84,7 +84,8 @@ def test_test_runs_at_the_checkpoints_input_size(tiny_checkpoint, tiny_overrides
     overrides = [*tiny_overrides, "data.height=96", "data.width=48", f"data.save_dir={eval_dir}"]
     assert main(["test", BASE, "--weights", str(tiny_checkpoint), *as_args(overrides)]) == 0
     assert "was trained at 64x32: testing at that size, not at the recipe's" in capsys.readouterr().out
-    assert read_result(eval_dir)["input_size"] == [64, 32]
+    (test_result,) = result_files(eval_dir)
+    assert read_result(test_result)["input_size"] == [64, 32]
 
 
 @pytest.mark.parametrize("other", ["architecture", "ids"])
