@@ -12,6 +12,10 @@ from .checkpoint import atomic_write
 RESULT_FILE = "result.json"
 
 
+class ResultFileError(ValueError):
+    """A ``result.json`` (or a file the tables are written to) is unusable; the message names the file."""
+
+
 def git_commit() -> str | None:
     """The commit of the plugin's source tree, or None outside a git checkout."""
     try:
@@ -30,8 +34,17 @@ def write_result(save_dir: str | Path, result: dict[str, Any]) -> Path:
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
-    """Read a run's ``result.json`` (``path`` may be the run folder)."""
+    """Read a run's ``result.json`` (``path`` may be the run folder); anything but a JSON object is an error."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULT_FILE
-    return json.loads(path.read_text())
+    try:
+        result = json.loads(path.read_bytes())
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise ResultFileError(
+            f"{path} is not a JSON result file ({error}). Give result.json files written by `ccsc-reid train` "
+            "or `ccsc-reid test`, or train the run again."
+        ) from None
+    if not isinstance(result, dict):
+        raise ResultFileError(f"{path} holds a JSON {type(result).__name__}, not a result object: is it a result.json?")
+    return result
