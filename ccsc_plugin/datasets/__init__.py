@@ -79,7 +79,7 @@ def check_known_dataset(name: str, key: str = "data.sources") -> None:
     registry = image_dataset_registry()
     if name in registry:
         return
-    nearest = difflib.get_close_matches(name, registry, n=3, cutoff=0.4)
+    nearest = difflib.get_close_matches(str(name), registry, n=3, cutoff=0.4)
     hint = f" Did you mean {' or '.join(map(repr, nearest))}?" if nearest else ""
     torchreid_names = sorted(set(registry) - set(PLUGIN_DATASETS))
     raise RecipeError(
