@@ -15,6 +15,7 @@ from .datasets.integrity import BadImageError
 from .interrupt import TrainingInterrupted
 from .model import PretrainedWeightsUnavailable
 from .nonfinite import NonFiniteLoss
+from .results import ResultFileError
 
 # Errors a user can fix from the message alone: printed without a traceback, exit status 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -24,6 +25,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     PretrainedWeightsUnavailable,
     BadImageError,
     CSVDatasetError,
+    ResultFileError,
 )
 
 
@@ -150,12 +152,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         run_quickstart(args.recipe, args.overrides)
     elif args.command == "table":
-        from .tables import find_results, render_tables
+        from .tables import check_output, find_results, render_tables
 
+        output = check_output(args.output) if args.output else None
         markdown = render_tables(find_results(args.runs))
         print(markdown, end="")
-        if args.output:
-            Path(args.output).write_text(markdown)
+        if output:
+            output.write_text(markdown)
     elif args.command == "recipes":
         from .recipe_index import RECIPE_DIR, format_recipes, list_recipes
 

@@ -8,8 +8,12 @@ valid key. ``--set section.key=value`` overrides apply last. Defaults are the pa
 from __future__ import annotations
 
 import difflib
+import functools
+import itertools
+import math
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,8 @@ TORCHREID_SAMPLERS = (
     "RandomDomainSampler",
     "RandomDatasetSampler",
 )
+TORCHREID_OPTIMS = ("adam", "amsgrad", "sgd", "rmsprop", "radam")  # optim/optimizer.py AVAI_OPTIMS
+LR_SCHEDULERS = ("warmup_multistep", "single_step", "multi_step", "cosine")  # the plugin's, then torchreid's AVAI_SCH
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -40,12 +46,35 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
-def _load_yaml(text: str):
-    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
-
-
 class RecipeError(ValueError):
     """A recipe or override is wrong; the message names the key and what to do."""
+
+
+def _load_yaml(text: str, origin: str):
+    """Parse YAML 1.2; a syntax error is a RecipeError naming ``origin`` and the line and column."""
+    try:
+        return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise RecipeError(f"{origin}{where}: invalid YAML ({problem}). Fix the syntax there.") from None
+
+
+def read_utf8(path: Path, error: type[Exception]) -> str:
+    """The text of ``path`` as UTF-8 (a leading BOM, as spreadsheets write, is dropped).
+
+    Other bytes raise ``error`` naming the file and the line, so a user can find and re-save it.
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as bad:
+        line = data.count(b"\n", 0, bad.start) + 1
+        raise error(
+            f"{path} line {line}: not UTF-8 text (byte 0x{data[bad.start]:02x}); save it as UTF-8 "
+            "(e.g. in your editor or spreadsheet: Save as / Encoding: UTF-8)."
+        ) from None
 
 
 def get_default_config() -> CN:
@@ -190,6 +219,8 @@ def _coerce(full_key: str, value: Any, default: Any, origin: str) -> Any:
         value = [value] if isinstance(value, str) and all(isinstance(d, str) for d in default) else value
         ok = isinstance(value, (list, tuple))
         value = list(value) if ok else value
+        if ok and default:
+            return _coerce_items(full_key, value, default[0], origin)
     else:
         ok = isinstance(value, type(default))
     if not ok:
@@ -198,6 +229,17 @@ def _coerce(full_key: str, value: Any, default: Any, origin: str) -> Any:
             f"got {type(value).__name__} {value!r}."
         )
     return value
+
+
+def _coerce_items(full_key: str, values: list, example: Any, origin: str) -> list:
+    """Each item of a list key checked against the type of the default's items (int -> float allowed)."""
+    try:
+        return [_coerce(full_key, item, example, origin) for item in values]
+    except RecipeError:
+        raise RecipeError(
+            f"{origin}: key '{full_key}' expects a list of {type(example).__name__} (e.g. [{example!r}]), "
+            f"got {values!r}."
+        ) from None
 
 
 def merge_strict(cfg: CN, data: Mapping[str, Any], origin: str) -> None:
@@ -226,12 +268,18 @@ def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
         raise RecipeError(f"{path}: _base_ cycle through {' -> '.join(str(p) for p in _seen)}.")
     if not path.is_file():
         raise RecipeError(f"Recipe {path} does not exist. List the shipped ones with `ccsc-reid recipes`.")
-    data = _load_yaml(path.read_text()) or {}
+    data = _load_yaml(read_utf8(path, RecipeError), str(path)) or {}
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a YAML mapping of sections, got {type(data).__name__}.")
     bases = data.pop(BASE_KEY, [])
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(base, str) for base in bases):
+        raise RecipeError(
+            f"{path}: {BASE_KEY} must be a path or a list of paths (relative to this recipe, e.g. "
+            f"'{BASE_KEY}: ../base.yaml'), got {bases!r}."
+        )
     merged: dict[str, Any] = {}
-    for base in [bases] if isinstance(bases, str) else bases:
+    for base in bases:
         _deep_update(merged, read_recipe(path.parent / base, _seen + (path,)))
     _deep_update(merged, data)
     return merged
@@ -250,7 +298,7 @@ def parse_override(item: str) -> dict[str, Any]:
     if "=" not in item:
         raise RecipeError(f"--set expects section.key=value, got {item!r}.")
     key, raw = item.split("=", 1)
-    value = _load_yaml(raw) if raw.strip() else ""
+    value = _load_yaml(raw, f"--set {item}") if raw.strip() else ""
     nested: dict[str, Any] = {}
     node = nested
     parts = key.strip().split(".")
@@ -272,8 +320,95 @@ def load_config(recipe: str | Path | None = None, overrides: Iterable[str] = ())
     return cfg
 
 
-def validate(cfg: CN) -> None:
-    """Reject impossible values before any training starts; each message names the key."""
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric key, printed as a user reads them: ``>= 0``, ``> 0``, ``in [0, 1)``."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            text = f"{'>' if self.low_open else '>='} {self.low}"
+        else:
+            text = f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+AT_LEAST_0, AT_LEAST_1, POSITIVE = Range(0), Range(1), Range(0, low_open=True)
+SEEDS = Range(0, 2**32 - 1)  # numpy's seed range (torchreid's set_random_seed seeds numpy too)
+
+# Every numeric key with the values that can train; a list key's items must all be in its range.
+RANGES: dict[str, Range] = {
+    "data.workers": Range(0, note="0 = load in the training process"),
+    "data.split_id": AT_LEAST_0,
+    "data.height": AT_LEAST_1,
+    "data.width": AT_LEAST_1,
+    "data.norm_std": POSITIVE,
+    "sampler.num_instances": AT_LEAST_1,
+    "train.lr": POSITIVE,
+    "train.weight_decay": AT_LEAST_0,
+    "train.max_epoch": AT_LEAST_1,
+    "train.start_epoch": AT_LEAST_0,
+    "train.batch_size": AT_LEAST_1,
+    "train.fixbase_epoch": AT_LEAST_0,
+    "train.stepsize": AT_LEAST_1,
+    "train.gamma": Range(0, 1, low_open=True),
+    "train.warmup_epochs": AT_LEAST_0,
+    "train.warmup_start_lr": POSITIVE,
+    "train.print_freq": AT_LEAST_1,
+    "train.seed": SEEDS,
+    "adam.beta1": Range(0, 1, high_open=True),
+    "adam.beta2": Range(0, 1, high_open=True),
+    "loss.softmax.weight": AT_LEAST_0,
+    "loss.ccsc.weight": AT_LEAST_0,
+    "loss.triplet.weight": AT_LEAST_0,
+    "loss.triplet.margin": AT_LEAST_0,
+    "loss.center.weight": AT_LEAST_0,
+    "loss.center.alpha": Range(0, 1),
+    "test.batch_size": AT_LEAST_1,
+    "test.ranks": AT_LEAST_1,
+    "test.start_eval": AT_LEAST_0,
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.on_bad_image": ("skip", "error"),
+    "sampler.train_sampler": (*TORCHREID_SAMPLERS, "CameraAwareIdentitySampler"),
+    "train.optim": TORCHREID_OPTIMS,
+    "train.lr_scheduler": LR_SCHEDULERS,
+    "train.amp": ("off", "bf16", "fp16"),
+    "train.dist_backend": ("auto", "gloo", "nccl"),
+    "test.dist_metric": ("euclidean", "cosine"),
+}
+RGB_KEYS = ("data.norm_mean", "data.norm_std")
+
+
+def _value(cfg: CN, key: str) -> Any:
+    return functools.reduce(lambda node, part: node[part], key.split("."), cfg)
+
+
+def _key_problem(key: str, value: Any) -> str | None:
+    """What is wrong with one key's value on its own (non-finite, out of range, not a choice), if anything."""
+    items = value if isinstance(value, list) else [value]
+    must = f"{key} must hold" if isinstance(value, list) else f"{key} must be"
+    if any(isinstance(item, float) and not math.isfinite(item) for item in items):
+        return f"{must} {'finite numbers' if isinstance(value, list) else 'a finite number'}, got {value!r}."
+    if key in RANGES and not all(item in RANGES[key] for item in items):
+        return f"{must} {'values ' if isinstance(value, list) else ''}{RANGES[key]}, got {value!r}."
+    if key in CHOICES and value not in CHOICES[key]:
+        return f"{key} must be one of {', '.join(CHOICES[key])}; got {value!r}."
+    return None
+
+
+def _relation_problems(cfg: CN) -> list[str]:
+    """Checks across keys, or of a list's shape."""
     problems = []
     k = cfg.sampler.num_instances
     identity_samplers = ("RandomIdentitySampler", "CameraAwareIdentitySampler")
@@ -282,45 +417,32 @@ def validate(cfg: CN) -> None:
             f"train.batch_size ({cfg.train.batch_size}) must be divisible by sampler.num_instances "
             f"({cfg.sampler.num_instances}): a batch is P identities x K images."
         )
-    for key in ("loss.softmax.weight", "loss.ccsc.weight", "loss.triplet.weight", "loss.center.weight"):
-        section, name, field = key.split(".")
-        if cfg[section][name][field] < 0:
-            problems.append(f"{key} must be >= 0, got {cfg[section][name][field]}.")
-    if cfg.train.max_epoch > 0 and cfg.train.warmup_epochs >= cfg.train.max_epoch:
-        problems.append(
-            f"train.warmup_epochs ({cfg.train.warmup_epochs}) must be shorter than train.max_epoch "
-            f"({cfg.train.max_epoch})."
-        )
-    if cfg.data.on_bad_image not in ("skip", "error"):
-        problems.append(f"data.on_bad_image must be skip or error; got {cfg.data.on_bad_image!r}.")
-    non_negative = {
-        "train.max_epoch": cfg.train.max_epoch,
-        "train.warmup_epochs": cfg.train.warmup_epochs,
-        "data.workers": cfg.data.workers,
-    }
-    problems += [f"{key} must be >= 0, got {value}." for key, value in non_negative.items() if value < 0]
-    known_samplers = (*TORCHREID_SAMPLERS, "CameraAwareIdentitySampler")
-    if cfg.sampler.train_sampler not in known_samplers:
-        problems.append(
-            f"sampler.train_sampler must be one of {', '.join(known_samplers)}; got {cfg.sampler.train_sampler!r}."
-        )
-    if cfg.train.dist_backend not in ("auto", "gloo", "nccl"):
-        problems.append(f"train.dist_backend must be auto, gloo or nccl; got {cfg.train.dist_backend!r}.")
-    if cfg.train.amp not in ("off", "bf16", "fp16"):
-        problems.append(f"train.amp must be one of off, bf16, fp16; got {cfg.train.amp!r}.")
+    for key in ("warmup_epochs", "start_epoch"):
+        if cfg.train.max_epoch > 0 and cfg.train[key] >= cfg.train.max_epoch:
+            problems.append(
+                f"train.{key} ({cfg.train[key]}) must be below train.max_epoch ({cfg.train.max_epoch}); "
+                "raise train.max_epoch or lower it."
+            )
+    stepsize = list(cfg.train.stepsize)
+    if any(later <= earlier for earlier, later in itertools.pairwise(stepsize)):
+        problems.append(f"train.stepsize must be increasing epochs, got {stepsize} (e.g. [35, 55]).")
+    problems += [
+        f"{key} must hold 3 values (R, G, B), got {_value(cfg, key)!r}."
+        for key in RGB_KEYS
+        if len(_value(cfg, key)) != 3
+    ]
+    if cfg.test.eval_freq != -1 and cfg.test.eval_freq < 1:
+        problems.append(f"test.eval_freq must be -1 (evaluate at the end only) or >= 1, got {cfg.test.eval_freq}.")
     uses_csv = "csv" in list(cfg.data.sources) + list(cfg.data.targets)
     if uses_csv and not cfg.data.csv.path:
         problems.append("data.csv.path must name a CSV file (path,pid,camid[,split]) when a dataset is 'csv'.")
-    positive = {
-        "train.lr": cfg.train.lr,
-        "train.batch_size": cfg.train.batch_size,
-        "sampler.num_instances": cfg.sampler.num_instances,
-        "data.height": cfg.data.height,
-        "data.width": cfg.data.width,
-        "test.batch_size": cfg.test.batch_size,
-    }
-    if cfg.data.workers < 0:
-        problems.append(f"data.workers must be >= 0 (0 = load in the training process), got {cfg.data.workers}.")
-    problems += [f"{key} must be > 0, got {value}." for key, value in positive.items() if value <= 0]
+    return problems
+
+
+def validate(cfg: CN) -> None:
+    """Reject impossible values before any training starts; each problem is listed once, naming the key."""
+    keys = [key for key in _flat_keys(cfg) if not isinstance(_value(cfg, key), CN)]
+    problems = [problem for key in keys if (problem := _key_problem(key, _value(cfg, key))) is not None]
+    problems += _relation_problems(cfg)
     if problems:
         raise RecipeError("Invalid recipe:\n  " + "\n  ".join(problems))

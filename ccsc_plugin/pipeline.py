@@ -67,9 +67,10 @@ def prepare_datasets(cfg: CN) -> None:
             "scores identities seen in training. Add a split column (train/query/gallery) for a held-out test.",
             stacklevel=2,
         )
-    for name in list(cfg.data.sources) + list(cfg.data.targets):
-        if name not in PLUGIN_DATASETS:
-            check_dataset(name, cfg.data.root)
+    for key in ("sources", "targets"):
+        for name in cfg.data[key]:
+            if name not in PLUGIN_DATASETS:
+                check_dataset(name, cfg.data.root, key=f"data.{key}")
 
 
 def build_datamanager(cfg: CN):

@@ -18,6 +18,10 @@ RESULT_FILE = "result.json"
 TEST_DIR = "tests"  # test results, one JSON file per weights and test, beside the training result
 
 
+class ResultFileError(ValueError):
+    """A ``result.json`` (or a file the tables are written to) is unusable; the message names the file."""
+
+
 def git_commit() -> str | None:
     """The commit of the plugin's source tree, or None outside a git checkout."""
     try:
@@ -39,11 +43,20 @@ def write_result(target: str | Path, result: dict[str, Any]) -> Path:
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
-    """Read a run's ``result.json`` (``path`` may be the run folder)."""
+    """Read a run's ``result.json`` (``path`` may be the run folder); anything but a JSON object is an error."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULT_FILE
-    return json.loads(path.read_text())
+    try:
+        result = json.loads(path.read_bytes())
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise ResultFileError(
+            f"{path} is not a JSON result file ({error}). Give result.json files written by `ccsc-reid train` "
+            "or `ccsc-reid test`, or train the run again."
+        ) from None
+    if not isinstance(result, dict):
+        raise ResultFileError(f"{path} holds a JSON {type(result).__name__}, not a result object: is it a result.json?")
+    return result
 
 
 def result_files(folder: str | Path) -> list[Path]:

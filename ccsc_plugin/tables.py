@@ -16,10 +16,11 @@ from typing import Any
 
 import yaml
 
-from .results import RESULT_FILE, read_result, result_files
+from .results import RESULT_FILE, ResultFileError, read_result, result_files
 
 RENDERED_TABLES = (1, 2, 3)
 METRICS = ("rank1", "mAP")
+TABLE_KEYS = ("dataset", "method", *METRICS, "epochs")  # what a row needs from a result.json
 METRIC_LABELS = {"rank1": "R-1", "mAP": "mAP"}
 
 
@@ -40,9 +41,28 @@ def find_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
             raise FileNotFoundError(f"No {RESULT_FILE} under {path}; train a recipe first (ccsc-reid train RECIPE).")
         for file in files:
             result = read_result(file)
+            missing = [key for key in TABLE_KEYS if key not in result]
+            if missing:
+                raise ResultFileError(
+                    f"{file} lacks {', '.join(missing)}: not a result.json of `ccsc-reid train` or `test`. "
+                    "Leave it out of the table's RUN_DIRs, or train the run again."
+                )
             result.setdefault("save_dir", str(file.parent))
             found.append(result)
     return found
+
+
+def check_output(path: str | Path) -> Path:
+    """The file ``--output`` names, checked before any table is rendered (not a folder; its folder exists)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ResultFileError(f"--output {path} is a folder; give a file name, e.g. --output {path / 'tables.md'}.")
+    if not path.parent.is_dir():
+        raise ResultFileError(
+            f"--output {path}: the folder {path.parent} does not exist; create it (mkdir -p {path.parent}) "
+            "or write the file elsewhere."
+        )
+    return path
 
 
 def _mean_percent(runs: Sequence[dict[str, Any]], metric: str) -> float | None:

@@ -122,3 +122,31 @@ def test_config_is_frozen_and_defaults_are_fresh():
 def test_yaml_12_booleans_keep_off_a_string(write):
     cfg = load_config(write("r.yaml", "train: {amp: off}\n"), ["loss.ccsc.cross_camera=false"])
     assert cfg.train.amp == "off" and cfg.loss.ccsc.cross_camera is False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train: {lr: 0.1\n", r"r\.yaml line 2, column 1: invalid YAML"),
+        ("train:\n  lr: 0.1\n   max_epoch: 3\n", r"r\.yaml line 3, column 13: invalid YAML"),
+        ("_base_: 3\n", "_base_ must be a path or a list of paths .*got 3"),
+        ("_base_: {a: 1}\n", r"_base_ must be a path or a list of paths .*got \{'a': 1\}"),
+        ("_base_: [base.yaml, 3]\n", r"_base_ must be a path or a list of paths .*got \['base.yaml', 3\]"),
+        ("_base_:\n", "_base_ must be a path or a list of paths .*got None"),
+    ],
+)
+def test_recipe_syntax_and_base_errors_name_the_file(write, text, message):
+    with pytest.raises(RecipeError, match=message):
+        load_config(write("r.yaml", text))
+
+
+def test_non_utf8_recipe_names_the_file_and_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("experiment:\n  notes: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(RecipeError, match=r"latin1\.yaml line 2: not UTF-8 text \(byte 0xe9\).*save it as UTF-8"):
+        load_config(path)
+
+
+def test_bad_override_yaml_names_the_option():
+    with pytest.raises(RecipeError, match=r"--set train.stepsize=\[1, line 1, column \d+: invalid YAML"):
+        load_config(None, ["train.stepsize=[1,"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,64 @@ def test_shared_cuhk03_crops(shared_cuhk03, csv_dataset):
     assert len(dataset.query) == 200  # 100 identities x 2 cameras
     assert len(dataset.query) + len(dataset.gallery) == 938
     assert {camid for _, _, camid, _ in dataset.gallery} == {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "path,pid,camid\na.jpg,1,0\ncaf\xe9.jpg,2,0\n".encode("latin-1"),
+            r"line 3: not UTF-8 text .*save it as UTF-8",
+        ),
+        (b"path,pid,camid\na.jpg,99999999999999999999,0\n", "line 2: pid and camid must fit a 64-bit integer"),
+        (b"path,pid,camid\na.jpg,1,-9223372036854775809\n", "line 2: pid and camid must fit a 64-bit integer"),
+    ],
+    ids=["latin-1", "pid-beyond-int64", "camid-beyond-int64"],
+)
+def test_unreadable_csv_values_exit_2_naming_the_file_and_line(tmp_path, capsys, content, message):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(content)
+    status = main(
+        [
+            "train",
+            str(RECIPES / "quickstart.yaml"),
+            *("--set", f"data.save_dir={tmp_path / 'run'}", "--set", "data.sources=[csv]"),
+            *("--set", f"data.csv.path={path}"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert str(path) in err and re.search(message, err)
+
+
+def test_csv_saved_with_a_utf8_bom_is_read(market_root, image_rows, tmp_path, csv_dataset):
+    rows = [
+        {**row, "split": "train" if row["pid"] % 2 else "query" if i % 2 else "gallery"}
+        for i, row in enumerate(image_rows)
+    ]
+    plain = write_csv(tmp_path / "plain.csv", rows, ("path", "pid", "camid", "split"))
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes().replace(b"\n", b"\r\n"))  # as a spreadsheet saves it
+    (tmp_path / "market1501").symlink_to(market_root / "market1501")
+    assert CSVDataset.has_split_column(path)
+    assert read_rows(path) == read_rows(plain)
+    assert len(csv_dataset(path).train) == sum(row["split"] == "train" for row in rows)
+
+
+@pytest.fixture
+def train_only_csv(market_root, image_rows) -> Path:
+    rows = [{**row, "split": "train"} for row in image_rows]
+    return write_csv(market_root / "train_only.csv", rows, ("path", "pid", "camid", "split"))
+
+
+def test_training_only_csv_trains_for_other_targets(train_only_csv, image_rows, tiny_overrides):
+    overrides = [*tiny_overrides, "data.sources=[csv]", "data.targets=[market1501]", f"data.csv.path={train_only_csv}"]
+    manager = pipeline.build_datamanager(load_config(RECIPES / "base.yaml", overrides))
+    assert manager.num_train_pids == len({row["pid"] for row in image_rows})
+    assert len(manager.train_loader.dataset.train) == len(image_rows)
+    assert list(manager.test_loader) == ["market1501"]
+
+
+def test_training_only_csv_is_no_test_target(train_only_csv, csv_dataset):
+    with pytest.raises(CSVDatasetError, match="query set is empty, so it cannot be a test target.*data.targets"):
+        csv_dataset(train_only_csv, mode="query")

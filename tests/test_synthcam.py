@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ccsc_plugin.config import load_config
+from ccsc_plugin.config import RecipeError, load_config
 from ccsc_plugin.datasets import synthcam
 from ccsc_plugin.datasets.synthcam import SynthCam, SynthCamSpec, generate, identity, render_shot
 
@@ -116,10 +116,15 @@ def test_generation_is_atomic(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
-    [("num_cams", 1, "num_cams"), ("images_per_cam", 1, "images_per_cam"), ("num_test_ids", 0, "num_test_ids")],
+    [
+        ("num_cams", 1, "num_cams"),
+        ("images_per_cam", 1, "images_per_cam"),
+        ("num_test_ids", 0, "num_test_ids"),
+        ("seed", -1, "seed must be >= 0"),
+    ],
 )
 def test_bad_spec_is_rejected(field, value, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(RecipeError, match=message):
         SynthCamSpec(**{**SPEC.__dict__, field: value})
 
 

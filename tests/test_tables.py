@@ -130,3 +130,39 @@ def test_table_on_a_folder_without_results_exits_2(tmp_path, capsys):
 def test_paper_results_ship_as_package_data():
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert "paper_results.yaml" in pyproject["tool"]["setuptools"]["package-data"]["ccsc_plugin"]
+
+
+A_RESULT = {"dataset": "market1501", "method": "softmax", "rank1": 0.5, "mAP": 0.4, "epochs": 1}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not a JSON result file"),
+        (b"\xff\xfe{}", "is not a JSON result file"),
+        ("[1, 2]", "holds a JSON list, not a result object"),
+        (json.dumps({k: v for k, v in A_RESULT.items() if k not in ("mAP", "epochs")}), "lacks mAP, epochs"),
+    ],
+    ids=["not-json", "not-utf8", "list", "missing-keys"],
+)
+def test_table_with_a_malformed_result_exits_2_naming_the_file(tmp_path, capsys, content, message):
+    good, bad = tmp_path / "good" / "result.json", tmp_path / "bad" / "result.json"
+    for path, text in ((good, json.dumps(A_RESULT)), (bad, content)):
+        path.parent.mkdir()
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    assert main(["table", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert f"{bad} {message}" in captured.err and "Traceback" not in captured.err and not captured.out
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [(".", "is a folder; give a file name, e.g. --output"), ("absent/tables.md", "absent does not exist; create it")],
+)
+def test_table_output_that_cannot_be_written_exits_2_before_rendering(tmp_path, capsys, output, message):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "result.json").write_text(json.dumps(A_RESULT))
+    assert main(["table", str(tmp_path / "run"), "--output", str(tmp_path / output)]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err and not captured.out
+    assert not (tmp_path / "absent").exists()

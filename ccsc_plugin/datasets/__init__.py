@@ -6,9 +6,11 @@ obscure error; :func:`check_dataset` fails first, naming the path and the expect
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from .._torchreid import image_dataset_registry, torchreid
+from ..config import RecipeError
 from .csv_dataset import CSVDataset
 from .synthcam import SynthCam
 
@@ -72,17 +74,29 @@ def dataset_setting(name: str, cuhk03_labeled: bool = False, cuhk03_classic_spli
     return f"cuhk03-{'labeled' if cuhk03_labeled else 'detected'}{'-classic' if cuhk03_classic_split else ''}"
 
 
-def check_dataset(name: str, root: str | Path) -> None:
+def check_known_dataset(name: str, key: str = "data.sources") -> None:
+    """Raise :class:`~ccsc_plugin.config.RecipeError` if ``name`` is no registered dataset, naming the nearest."""
+    registry = image_dataset_registry()
+    if name in registry:
+        return
+    nearest = difflib.get_close_matches(str(name), registry, n=3, cutoff=0.4)
+    hint = f" Did you mean {' or '.join(map(repr, nearest))}?" if nearest else ""
+    torchreid_names = sorted(set(registry) - set(PLUGIN_DATASETS))
+    raise RecipeError(
+        f"{key}: unknown dataset {name!r}.{hint} torchreid datasets: {', '.join(torchreid_names)}; "
+        f"the plugin's: {', '.join(PLUGIN_DATASETS)}."
+    )
+
+
+def check_dataset(name: str, root: str | Path, key: str = "data.sources") -> None:
     """Raise :class:`DatasetNotFound` naming the missing path and the expected layout.
 
     Every path the benchmark's torchreid loader reads is checked, so a half-copied dataset fails here
-    with the path rather than inside torchreid (which would otherwise try to download it).
+    with the path rather than inside torchreid (which would otherwise try to download it). An unknown
+    name is a :class:`~ccsc_plugin.config.RecipeError` naming ``key`` and the nearest known names.
     """
+    check_known_dataset(name, key)
     if name not in EXPECTED_LAYOUTS:
-        if name not in image_dataset_registry():
-            raise ValueError(
-                f"Unknown dataset {name!r}. Registered with torchreid: {sorted(image_dataset_registry())}."
-            )
         return
     folder, layout = EXPECTED_LAYOUTS[name]
     base = Path(root).expanduser().resolve()

@@ -8,22 +8,27 @@ Without a ``split`` column the usual held-out protocol applies: for every identi
 one camera only has no cross-camera match, so all its images go to the gallery as distractors.
 The training set is then *every* image (the CSV is taken as labelled training data), so training and
 testing on one split-less CSV scores identities the model has seen: give the rows a ``split`` column
-for an honest evaluation. Likewise a CSV whose ``split`` column holds no ``train`` rows trains on all rows.
+for an honest evaluation. Likewise a CSV whose ``split`` column holds no ``train`` rows trains on all rows,
+and one with only ``train`` rows is a training set for other targets (``data.targets``).
+The file is UTF-8; a leading byte-order mark (spreadsheets write one) is ignored.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from collections import defaultdict
 from pathlib import Path
 
 from .._torchreid import submodule
+from ..config import read_utf8
 
 ImageDataset = submodule("data.datasets.dataset").ImageDataset
 
 REQUIRED_COLUMNS = ("path", "pid", "camid")
 SPLITS = ("train", "query", "gallery")
 Item = tuple[str, int, int]
+INT64 = range(-(2**63), 2**63)  # what a pid or camid tensor can hold
 
 
 class CSVDatasetError(ValueError):
@@ -38,7 +43,7 @@ def read_rows(csv_path: str | Path) -> tuple[list[dict], bool]:
             f"CSV file {csv_path.resolve() if str(csv_path) else '(empty data.csv.path)'} does not exist. "
             "Set data.csv.path to a file with the columns path,pid,camid[,split]."
         )
-    with open(csv_path, newline="") as handle:
+    with io.StringIO(read_utf8(csv_path, CSVDatasetError), newline="") as handle:
         reader = csv.DictReader(handle)
         columns = [name.strip() for name in reader.fieldnames or []]
         missing = [name for name in REQUIRED_COLUMNS if name not in columns]
@@ -70,6 +75,11 @@ def _parse_row(raw: dict[str, str], csv_path: Path, line: int, has_split: bool) 
         raise CSVDatasetError(
             f"{csv_path} line {line}: pid and camid must be integers, got pid={raw['pid']!r} camid={raw['camid']!r}."
         ) from None
+    if pid not in INT64 or camid not in INT64:
+        raise CSVDatasetError(
+            f"{csv_path} line {line}: pid and camid must fit a 64-bit integer (|value| < 2**63), got pid={pid} "
+            f"camid={camid}. Number the identities and cameras with smaller integers, e.g. 0, 1, 2, ..."
+        )
     if camid < 0:
         raise CSVDatasetError(f"{csv_path} line {line}: camid must be >= 0, got {camid}.")
     split = raw.get("split", "").lower() if has_split else ""
@@ -116,24 +126,30 @@ def split_rows(rows: list[dict], has_split: bool) -> tuple[list[Item], list[Item
 
 
 class CSVDataset(ImageDataset):
-    """torchreid image dataset over ``CSVDataset.csv_path`` (``pipeline.prepare_datasets`` sets it)."""
+    """torchreid image dataset over ``CSVDataset.csv_path`` (``pipeline.prepare_datasets`` sets it).
+
+    A CSV without query or gallery rows can still be a training source: like torchreid's train-only
+    CUHK-SYSU it then stands one training image in for the empty sets (``_train_only``), and only its
+    use as a test target (``mode`` query or gallery) is an error.
+    """
 
     csv_path: str = ""
 
-    def __init__(self, root: str = "", **kwargs) -> None:
+    def __init__(self, root: str = "", mode: str = "train", **kwargs) -> None:
         rows, has_split = read_rows(self.csv_path)
         train, query, gallery = split_rows(rows, has_split)
-        for name, items in (("query", query), ("gallery", gallery)):
-            if not items:
-                raise CSVDatasetError(
-                    f"{self.csv_path}: the {name} set is empty. Add '{name}' rows to the split column, or drop the "
-                    "split column to use the one-query-per-camera protocol (needs identities seen by 2+ cameras)."
-                )
-        super().__init__(train, query, gallery, **kwargs)
+        empty = [name for name, items in (("query", query), ("gallery", gallery)) if not items]
+        if empty and mode != "train":
+            raise CSVDatasetError(
+                f"{self.csv_path}: the {empty[0]} set is empty, so it cannot be a test target. Add '{empty[0]}' rows "
+                "to the split column, drop the split column to use the one-query-per-camera protocol (needs "
+                "identities seen by 2+ cameras), or name another dataset in data.targets."
+            )
+        self._train_only = bool(empty)
+        super().__init__(train, query or train[:1], gallery or train[:1], mode=mode, **kwargs)
 
     @staticmethod
     def has_split_column(csv_path: str | Path) -> bool:
         """Whether the CSV names its own train / query / gallery split."""
-        with open(Path(csv_path).expanduser(), newline="") as handle:
-            header = next(csv.reader(handle), [])
+        header = next(csv.reader(io.StringIO(read_utf8(Path(csv_path).expanduser(), CSVDatasetError))), [])
         return "split" in (name.strip() for name in header)

@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from .._torchreid import submodule
+from ..config import RecipeError
 
 Market1501 = submodule("data.datasets.image.market1501").Market1501
 
@@ -61,8 +62,10 @@ class SynthCamSpec:
             problems.append("images_per_cam must be >= 2 (one query per camera, the rest gallery)")
         if self.height < 32 or self.width < 16:
             problems.append("height must be >= 32 and width >= 16 pixels")
+        if self.seed < 0:
+            problems.append("seed must be >= 0")
         if problems:
-            raise ValueError(f"Invalid data.synthcam spec {asdict(self)}: " + "; ".join(problems) + ".")
+            raise RecipeError(f"Invalid data.synthcam spec {asdict(self)}: " + "; ".join(problems) + ".")
 
     def key(self) -> str:
         text = json.dumps({**asdict(self), "generator": GENERATOR_VERSION}, sort_keys=True)
