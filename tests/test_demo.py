@@ -174,7 +174,7 @@ def test_unusable_checkpoint_is_a_slot_message(demo_checkpoints, backend, tmp_pa
 
 STORED_CONFIG_PROBLEMS = {
     "unknown-key": ("model:\n  name: resnet50_ccsc\n  colour: blue\n", "unknown key 'model.colour'"),
-    "height-0": ("data:\n  height: 0\n", "data.height must be > 0"),
+    "height-0": ("data:\n  height: 0\n", "data.height must be >= 1"),
     "unknown-model": ("model:\n  name: no_such_net\n", "model.name='no_such_net'"),
     "not-yaml": ("model: [unclosed\n", "not a YAML recipe"),
     "not-a-mapping": ("- just\n- a list\n", "not a recipe mapping"),
@@ -198,7 +198,7 @@ def test_one_bad_row_leaves_the_other_rows_working(demo_checkpoints, tmp_path):
     demo = DemoBackend([str(demo_checkpoints["baseline"]), str(bad)], cache_dir=tmp_path / "cache")
     assert demo.errors == [demo.slots[1].error] and demo.slots[0].retriever is not None
     working, broken = demo.answer(demo.query_from_set(0), "intensity")
-    assert len(working.results) == 5 and broken.results == [] and "data.height must be > 0" in broken.summary
+    assert len(working.results) == 5 and broken.results == [] and "data.height must be >= 1" in broken.summary
 
 
 def test_missing_default_checkpoints_say_run_make_quickstart(tmp_path, monkeypatch, market_root):

@@ -30,7 +30,6 @@ UPLOAD_LIMIT = 200_000  # bytes; small so the over-limit upload below stays chea
 TIMEOUT_MS = 120_000  # a loaded 2-core CI machine answers in seconds; this only bounds a hang
 
 
-
 def require_chromium(path: Path, required: bool) -> None:
     """Skip without the browser, or fail when the run must include the browser tests (``make test``)."""
     if path.exists():
