@@ -20,6 +20,9 @@ from typing import Any
 import yaml
 from yacs.config import CfgNode as CN
 
+from ._torchreid import model_factory
+from .model import BACKBONES, DEFAULT_BACKBONE, MODEL_NAME
+
 BASE_KEY = "_base_"
 # torchreid's own sampler names (data/sampler.py AVAI_SAMPLERS); the plugin adds CameraAwareIdentitySampler.
 TORCHREID_SAMPLERS = (
@@ -88,7 +91,8 @@ def get_default_config() -> CN:
     cfg.experiment.notes = ""
 
     cfg.model = CN()
-    cfg.model.name = "resnet50_ccsc"
+    cfg.model.name = MODEL_NAME  # the paper's model, or any of torchreid's (osnet_x0_25, resnet50_fc512, ...)
+    cfg.model.backbone = DEFAULT_BACKBONE  # resnet50_ccsc's timm ResNet (model.BACKBONES)
     cfg.model.pretrained = True  # ImageNet init (paper)
     cfg.model.pretrained_path = ""  # local ImageNet weights; empty = timm hub
     cfg.model.allow_random_init = False  # fall back to random init when no weights can be had
@@ -379,6 +383,7 @@ RANGES: dict[str, Range] = {
     "test.start_eval": AT_LEAST_0,
 }
 CHOICES: dict[str, tuple[str, ...]] = {
+    "model.backbone": BACKBONES,
     "data.on_bad_image": ("skip", "error"),
     "sampler.train_sampler": (*TORCHREID_SAMPLERS, "CameraAwareIdentitySampler"),
     "train.optim": TORCHREID_OPTIMS,
@@ -433,9 +438,36 @@ def _relation_problems(cfg: CN) -> list[str]:
     ]
     if cfg.test.eval_freq != -1 and cfg.test.eval_freq < 1:
         problems.append(f"test.eval_freq must be -1 (evaluate at the end only) or >= 1, got {cfg.test.eval_freq}.")
+    problems += _model_problems(cfg.model)
     uses_csv = "csv" in list(cfg.data.sources) + list(cfg.data.targets)
     if uses_csv and not cfg.data.csv.path:
         problems.append("data.csv.path must name a CSV file (path,pid,camid[,split]) when a dataset is 'csv'.")
+    return problems
+
+
+def _model_problems(model: CN) -> list[str]:
+    """model.name must be in torchreid's factory; backbone and pretrained_path are resnet50_ccsc's keys."""
+    names = sorted(model_factory())
+    if model.name not in names:
+        nearest = difflib.get_close_matches(model.name, names, n=3, cutoff=0.0)
+        return [
+            f"model.name={model.name!r} is not a model torchreid knows; nearest: {', '.join(nearest)} "
+            f"(all: torchreid.models.show_avai_models(); the paper's: {MODEL_NAME})."
+        ]
+    if model.name == MODEL_NAME:
+        return []
+    own = f"torchreid's {model.name} has its own backbone and ImageNet weights (model.pretrained)"
+    problems = []
+    if model.backbone != DEFAULT_BACKBONE:
+        problems.append(
+            f"model.backbone applies to model.name={MODEL_NAME} only; {own}: drop model.backbone={model.backbone} "
+            f"or set model.name={MODEL_NAME}."
+        )
+    if model.pretrained_path:
+        problems.append(
+            f"model.pretrained_path applies to model.name={MODEL_NAME} only; {own}: drop model.pretrained_path, "
+            "or start from a ccsc-reid run with model.load_weights=RUN."
+        )
     return problems
 
 

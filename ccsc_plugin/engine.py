@@ -23,6 +23,7 @@ from . import distributed, metrics, rng
 from ._torchreid import torchreid
 from .interrupt import StopOnSignal, TrainingInterrupted
 from .losses import CCSCLoss, CenterLoss, CrossEntropyLoss, TripletLoss
+from .model import feature_dim
 from .nonfinite import all_finite, non_finite_loss
 from .resumable_sampler import ResumableSampler
 
@@ -104,12 +105,10 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         self.criterion_id = CrossEntropyLoss(num_classes=num_classes, use_gpu=self.use_gpu, label_smooth=label_smooth)
         self.criterion_ccsc = CCSCLoss(cross_camera=cross_camera, include_self=include_self)
         self.criterion_triplet = TripletLoss(margin=margin)
-        feature_dim = getattr(model, "feature_dim", None)
         self.criterion_center = None
-        if weight_center > 0:
-            if feature_dim is None:
-                raise ValueError("Centre loss needs model.feature_dim (the size of the features it pulls).")
-            self.criterion_center = CenterLoss(num_classes, feature_dim, alpha=center_alpha).to(self.device)
+        if weight_center > 0:  # the centres have the size of the features they pull
+            dim = feature_dim(self.bare_model, datamanager.height, datamanager.width)
+            self.criterion_center = CenterLoss(num_classes, dim, alpha=center_alpha).to(self.device)
 
     @property
     def bare_model(self) -> torch.nn.Module:
@@ -152,7 +151,8 @@ class ImageCCSCEngine(torchreid.engine.Engine):
             outputs = self.forward_model(imgs)
         if not isinstance(outputs, (tuple, list)):
             raise TypeError(
-                "ImageCCSCEngine needs (logits, features) from the model in train mode; build it with loss='ccsc'."
+                "ImageCCSCEngine needs (logits, features) from the model in train mode; build it with loss='ccsc' "
+                "(resnet50_ccsc) or loss='triplet' (torchreid's zoo models)."
             )
         logits, features = outputs
         terms = self.compute_losses(logits, features, pids, camids)

@@ -1,4 +1,4 @@
-"""ONNX export of a re-ID model: image batch (N x 3 x H x W, normalised) -> feature batch (N x 512).
+"""ONNX export of a re-ID model: image batch (N x 3 x H x W, normalised) -> feature batch (N x D; 512 for ours).
 
 ``ccsc-reid export runs/my-run --onnx model.onnx`` exports a checkpoint's model in eval mode with a
 dynamic batch axis, stores the preprocessing (input size, mean, std) in the file's metadata, and
@@ -19,6 +19,7 @@ from yacs.config import CfgNode as CN
 from . import pipeline
 from .checkpoint import atomic_write
 from .inference import load_trained_model
+from .model import MODEL_NAME
 
 INPUT_NAME, OUTPUT_NAME = "image", "feature"
 OPSET = 17
@@ -89,6 +90,7 @@ def export_from(source: str | Path, out: str | Path, cfg_from_recipe: CN | None 
         "norm_mean": json.dumps(list(cfg.data.norm_mean)),
         "norm_std": json.dumps(list(cfg.data.norm_std)),
         "model": cfg.model.name,
+        **({"backbone": cfg.model.backbone} if cfg.model.name == MODEL_NAME else {}),
     }
     path = export_onnx(model, out, cfg.data.height, cfg.data.width, metadata)
     return path, max_difference(model, path, cfg.data.height, cfg.data.width)

@@ -32,6 +32,7 @@ from . import checkpoint as ckpt
 from ._torchreid import torchreid
 from .config import RecipeError, get_default_config, merge_strict, validate
 from .index import GalleryIndex
+from .model import create_model
 
 ImageInput = str | Path | Image.Image | np.ndarray
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -61,18 +62,13 @@ def config_from_checkpoint(state: dict[str, Any], origin: str = "checkpoint") ->
 
 
 def model_from_checkpoint(state: dict[str, Any], origin: str = "checkpoint") -> tuple[torch.nn.Module, CN]:
-    """The eval-mode model of a loaded checkpoint, built from its stored recipe, and that recipe.
+    """The eval-mode model of a loaded checkpoint, built from its stored recipe's model keys, and that recipe.
 
     Its weights must fit exactly (``checkpoint.load_model_state``): a file that does not is an error, never
     a model left partly at its random init.
     """
-    cfg = config_from_checkpoint(state, origin)
-    try:
-        model = torchreid.models.build_model(cfg.model.name, _num_classes(state, origin), loss="ccsc", pretrained=False)
-    except KeyError as error:
-        raise ckpt.CheckpointError(
-            f"{origin} needs model.name={cfg.model.name!r}, which torchreid does not know ({error})."
-        ) from error
+    cfg = config_from_checkpoint(state, origin)  # an unknown model.name or model.backbone is a RecipeError here
+    model = create_model(cfg.model.name, _num_classes(state, origin), pretrained=False, backbone=cfg.model.backbone)
     ckpt.load_model_state(model, state, origin)
     return model.eval(), cfg
 
@@ -133,7 +129,7 @@ class FeatureExtractor:
     """Batched, eval-mode feature extraction with a re-ID model.
 
     Args:
-        model: returns the feature in eval mode (e.g. ``resnet50_ccsc``).
+        model: returns the feature in eval mode (e.g. ``resnet50_ccsc``, ``osnet_x0_25``).
         height, width, norm_mean, norm_std: the test transform (the recipe's ``data`` values).
         device: ``"cuda"``, ``"cpu"``...; default CUDA when available.
         batch_size: images per forward pass.

@@ -30,7 +30,7 @@ from .datasets.synthcam import SynthCam, SynthCamSpec
 from .engine import ImageCCSCEngine
 from .inference import config_from_checkpoint
 from .loaders import build_train_loader
-from .model import PretrainedWeightsUnavailable
+from .model import MODEL_NAME, PretrainedWeightsUnavailable, create_model
 from .results import RESULT_FILE, TEST_DIR, git_commit, read_result, write_result
 from .resumable_sampler import ResumableSampler
 from .schedule import WarmupMultiStepLR
@@ -126,26 +126,32 @@ def _image_datamanager(cfg: CN, train_sampler: str):
 
 
 def build_model(cfg: CN, num_classes: int) -> torch.nn.Module:
-    """The recipe's model from torchreid's factory; falls back to random init only if the recipe allows.
+    """The recipe's model (``model.name``, ``model.backbone``); falls back to random init only if the recipe allows.
 
     The fallback covers hub weights that cannot be fetched; a ``model.pretrained_path`` that cannot be used is
     always an error (the recipe named that file).
     """
     pretrained: bool | str = cfg.model.pretrained_path or cfg.model.pretrained
     try:
-        model = torchreid.models.build_model(cfg.model.name, num_classes, loss="ccsc", pretrained=pretrained)
+        model = create_model(cfg.model.name, num_classes, pretrained, cfg.model.backbone)
     except PretrainedWeightsUnavailable as error:
         if not cfg.model.allow_random_init or cfg.model.pretrained_path:
             raise
         warnings.warn(f"{error} Continuing with random init (model.allow_random_init=True).", stacklevel=2)
-        model = torchreid.models.build_model(cfg.model.name, num_classes, loss="ccsc", pretrained=False)
+        model = create_model(cfg.model.name, num_classes, False, cfg.model.backbone)
     if cfg.model.load_weights:
         fix = (
-            f"Set model.load_weights to a checkpoint of model.name={cfg.model.name} written by `ccsc-reid train`, "
+            f"Set model.load_weights to a checkpoint of {model_keys(cfg)} written by `ccsc-reid train`, "
             "or to '' to start from the ImageNet (or random) init."
         )
         load_weights(model, cfg.model.load_weights, fix=fix)
     return model
+
+
+def model_keys(cfg: CN) -> str:
+    """The recipe keys that select ``cfg``'s model: ``model.name=X`` (and ``model.backbone=Y`` for resnet50_ccsc)."""
+    keys = f"model.name={cfg.model.name}"
+    return f"{keys} model.backbone={cfg.model.backbone}" if cfg.model.name == MODEL_NAME else keys
 
 
 def load_weights(
@@ -448,6 +454,7 @@ def at_trained_input_size(cfg: CN, stored: CN | None, weights: str | Path) -> CN
 
 def _weights_fix(cfg: CN, stored: CN | None) -> str:
     """What to do when ``--weights`` do not fit the recipe's model."""
-    if stored is not None and stored.model.name != cfg.model.name:
-        return f"They were trained as model.name={stored.model.name}: add --set model.name={stored.model.name}."
-    return f"Pass --weights a checkpoint of model.name={cfg.model.name} written by `ccsc-reid train`."
+    if stored is not None and model_keys(stored) != model_keys(cfg):
+        overrides = " ".join(f"--set {key}" for key in model_keys(stored).split())
+        return f"They were trained as {model_keys(stored)}: add {overrides}."
+    return f"Pass --weights a checkpoint of {model_keys(cfg)} written by `ccsc-reid train`."

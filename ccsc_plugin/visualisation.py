@@ -4,7 +4,8 @@ Both return one ``H x W`` map in [0, 1] per input image, at the input's resoluti
 :func:`overlay`. Grad-CAM (pytorch-grad-cam) explains *why two images match*: its target is the
 cosine similarity between an image's embedding and a reference embedding (the other image of the
 pair). The Fig. 4 map shows *where the network looks at all*: the intensity (channel-wise L2 norm)
-of the last feature map before global average pooling.
+of the last feature map before global average pooling. Both use the model's ``target_layer``: the last
+ResNet stage of ``resnet50_ccsc`` (any backbone) and torchreid's ResNets, OSNet's ``conv5``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from torch import nn
 
 MAP_KINDS = ("gradcam", "intensity")
+# Where each model family keeps its last feature map: resnet50_ccsc (any backbone), torchreid's ResNets, OSNet.
+TARGET_LAYERS = ("last_stage", "layer4", "conv5")
 
 
 class SimilarityTarget:
@@ -30,13 +33,15 @@ class SimilarityTarget:
 
 
 def target_layer(model: nn.Module) -> nn.Module:
-    """The last ResNet stage (``model.last_stage``, else torchreid's ``layer4``)."""
-    layer = getattr(model, "last_stage", None)
-    if layer is None:
-        layer = getattr(model, "layer4", None)
-    if layer is None:
-        raise ValueError(f"{type(model).__name__} has no last_stage or layer4 to compute Grad-CAM on.")
-    return layer
+    """The module whose output is the model's last feature map, before global pooling (see ``TARGET_LAYERS``)."""
+    for name in TARGET_LAYERS:
+        layer = getattr(model, name, None)
+        if isinstance(layer, nn.Module):
+            return layer
+    raise ValueError(
+        f"{type(model).__name__} has none of {', '.join(TARGET_LAYERS)}: no last feature map to compute "
+        "Grad-CAM or the Fig. 4 map on. Give the model a `last_stage` property returning that module."
+    )
 
 
 def gradcam_maps(model: nn.Module, images: torch.Tensor, references: torch.Tensor, fast: bool = True) -> np.ndarray:
@@ -67,11 +72,21 @@ def _as_leaf(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Te
 
 
 def intensity_maps(model: nn.Module, images: torch.Tensor) -> np.ndarray:
-    """The paper's Fig. 4 map: channel-wise L2 norm of the last feature map, upsampled, scaled to [0, 1]."""
+    """The paper's Fig. 4 map: channel-wise L2 norm of the last feature map, upsampled, scaled to [0, 1].
+
+    The feature map is the ``target_layer``'s output, read by a hook during a plain forward pass, so every
+    model family gives it the same way (torchreid's ResNets take no ``return_featuremaps``).
+    """
     model.eval()
+    captured: list[torch.Tensor] = []
+    handle = target_layer(model).register_forward_hook(lambda module, inputs, output: captured.append(output))
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        handle.remove()
     with torch.no_grad():
-        featuremaps = model(images, return_featuremaps=True)
-        intensity = featuremaps.pow(2).sum(dim=1, keepdim=True).sqrt()
+        intensity = captured[-1].pow(2).sum(dim=1, keepdim=True).sqrt()
         intensity = F.interpolate(intensity, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         flat = intensity.flatten(1)
         low, high = flat.min(dim=1).values, flat.max(dim=1).values
