@@ -20,6 +20,7 @@ from ccsc_plugin.datasets.csv_dataset import (
     read_rows,
 )
 from ccsc_plugin.results import read_result
+from ccsc_plugin.retrieval import load_query_gallery
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -382,3 +383,19 @@ def test_real_recipe_trains_on_cuhk03_train_ids_and_tests_on_the_mini_set(
     assert result["targets"]["csv"]["num_gallery"] == 938 - 200
     assert 0 <= result["rank1"] <= 1 and 0 <= result["mAP"] <= 1
     assert result["data_checks"]["identities"] == 8
+
+
+@pytest.mark.parametrize("option", ["test_path", "val_ids"])
+def test_demo_searches_the_test_set_of_a_csv_trained_checkpoint(folder_rows, tmp_path, option):
+    train_csv = write_csv(tmp_path / "train.csv", folder_rows["train"])
+    test_csv = write_csv(tmp_path / "test.csv", folder_rows["query"] + folder_rows["gallery"])
+    overrides = ["data.sources=[csv]", f"data.csv.path={train_csv}"]
+    overrides.append(f"data.csv.test_path={test_csv}" if option == "test_path" else "data.csv.val_ids=2")
+    loaded = load_query_gallery(cfg=load_config(RECIPES / "base.yaml", overrides))  # no --dataset: the recipe's
+    if option == "test_path":
+        tested = folder_rows["query"] + folder_rows["gallery"]
+    else:
+        last_two = sorted({row["pid"] for row in folder_rows["train"]})[-2:]
+        tested = [row for row in folder_rows["train"] if row["pid"] in last_two]
+    assert {item.path for item in loaded.query + loaded.gallery} == {row["path"] for row in tested}
+    assert len(loaded.query) == len({(row["pid"], row["camid"]) for row in tested})  # one per identity and camera
