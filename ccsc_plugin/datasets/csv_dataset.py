@@ -131,11 +131,15 @@ def split_rows(rows: list[dict], has_split: bool) -> tuple[list[Item], list[Item
 
 def _split_items(rows: list[dict], has_split: bool) -> tuple[list[Item], list[Item], list[Item]]:
     """Train (original pids), query and gallery items: the split column's, or all rows and the protocol."""
-    items = [(row["path"], row["pid"], row["camid"]) for row in rows]
+    items = _items(rows)
     if has_split:
         by_split = {name: [it for it, row in zip(items, rows, strict=True) if row["split"] == name] for name in SPLITS}
         return by_split["train"] or items, by_split["query"], by_split["gallery"]
     return items, *query_gallery_protocol(items)
+
+
+def _items(rows: list[dict]) -> list[Item]:
+    return [(row["path"], row["pid"], row["camid"]) for row in rows]
 
 
 def hold_out_last_ids(items: list[Item], count: int, csv_path: str | Path) -> tuple[list[Item], list[Item]]:
@@ -160,7 +164,7 @@ def load_splits(
     rows, has_split = read_rows(csv_path)
     if test_path:
         _, query, gallery = split_rows(*read_rows(test_path, key="data.csv.test_path"))
-        return relabel([(row["path"], row["pid"], row["camid"]) for row in rows]), query, gallery
+        return relabel(_items(rows)), query, gallery
     if val_ids:
         train, held_out = hold_out_last_ids(_split_items(rows, has_split)[0], val_ids, csv_path)
         return relabel(train), *query_gallery_protocol(held_out)
