@@ -129,6 +129,8 @@ def get_default_config() -> CN:
     cfg.data.synthcam.seed = 0
     cfg.data.csv = CN()  # any labelled folder (data.sources: [csv]); see ccsc_plugin/datasets/csv_dataset.py
     cfg.data.csv.path = ""  # CSV with columns path,pid,camid[,split]; relative image paths resolve against it
+    cfg.data.csv.test_path = ""  # a second CSV as the test set (split column, else 1 query per id+camera); path trains
+    cfg.data.csv.val_ids = 0  # > 0: the last N identities (highest pids) of path's training rows are the test set
 
     cfg.sampler = CN()
     cfg.sampler.train_sampler = "RandomIdentitySampler"  # a torchreid sampler or CameraAwareIdentitySampler
@@ -354,6 +356,7 @@ SEEDS = Range(0, 2**32 - 1)  # numpy's seed range (torchreid's set_random_seed s
 RANGES: dict[str, Range] = {
     "data.workers": Range(0, note="0 = load in the training process"),
     "data.split_id": AT_LEAST_0,
+    "data.csv.val_ids": Range(0, note="0 = no validation split"),
     "data.height": AT_LEAST_1,
     "data.width": AT_LEAST_1,
     "data.norm_std": POSITIVE,
@@ -442,7 +445,26 @@ def _relation_problems(cfg: CN) -> list[str]:
     uses_csv = "csv" in list(cfg.data.sources) + list(cfg.data.targets)
     if uses_csv and not cfg.data.csv.path:
         problems.append("data.csv.path must name a CSV file (path,pid,camid[,split]) when a dataset is 'csv'.")
-    return problems
+    return problems + _csv_test_set_problems(cfg)
+
+
+def _csv_test_set_problems(cfg: CN) -> list[str]:
+    """``data.csv.test_path`` and ``data.csv.val_ids`` each name the csv test set: one at most, and it is scored."""
+    csv_node = cfg.data.csv
+    if csv_node.test_path and csv_node.val_ids:
+        return [
+            f"data.csv.test_path ({csv_node.test_path}) and data.csv.val_ids ({csv_node.val_ids}) both name the csv "
+            "test set: keep data.csv.test_path to test on other people, or data.csv.val_ids (with "
+            "data.csv.test_path='') to validate on the last identities of data.csv.path."
+        ]
+    targets = list(cfg.data.targets) or list(cfg.data.sources)
+    if csv_node.val_ids and "csv" in cfg.data.sources and "csv" not in targets:
+        return [
+            f"data.csv.val_ids ({csv_node.val_ids}) holds identities out of training, but no target is 'csv' "
+            f"(data.targets={targets}), so nothing would score them: add csv to data.targets, or set "
+            "data.csv.val_ids=0."
+        ]
+    return []
 
 
 def _model_problems(model: CN) -> list[str]:

@@ -23,9 +23,9 @@ from . import checkpoint as ckpt
 from . import distributed, run_folder, samplers
 from ._torchreid import torchreid
 from .config import RecipeError
-from .datasets import PLUGIN_DATASETS, check_dataset, dataset_setting
+from .datasets import PLUGIN_DATASETS, check_dataset, configure_csv, csv_options, dataset_setting
 from .datasets.checks import DataChecks, ccsc_inactive_warning
-from .datasets.csv_dataset import CSVDataset
+from .datasets.csv_dataset import describe_test_set, seen_identities_warning
 from .datasets.synthcam import SynthCam, SynthCamSpec
 from .engine import ImageCCSCEngine
 from .inference import config_from_checkpoint
@@ -57,16 +57,11 @@ def method_name(cfg: CN) -> str:
 def prepare_datasets(cfg: CN) -> None:
     """Check benchmark folders exist and set the plugin datasets' options before torchreid loads them."""
     SynthCam.spec = SynthCamSpec(**dict(cfg.data.synthcam))
-    CSVDataset.csv_path = str(Path(cfg.data.csv.path).expanduser().resolve()) if cfg.data.csv.path else ""
+    csv_opts = configure_csv(cfg.data.csv)
     targets = list(cfg.data.targets) or list(cfg.data.sources)
-    csv_file = Path(CSVDataset.csv_path)
     trains_and_tests_csv = "csv" in cfg.data.sources and "csv" in targets
-    if trains_and_tests_csv and csv_file.is_file() and not CSVDataset.has_split_column(csv_file):
-        warnings.warn(
-            f"{CSVDataset.csv_path} has no split column: the csv dataset trains on every row, so its evaluation "
-            "scores identities seen in training. Add a split column (train/query/gallery) for a held-out test.",
-            stacklevel=2,
-        )
+    if trains_and_tests_csv and (warning := seen_identities_warning(**csv_opts)):
+        warnings.warn(warning, stacklevel=2)
     for key in ("sources", "targets"):
         for name in cfg.data[key]:
             if name not in PLUGIN_DATASETS:
@@ -278,14 +273,19 @@ def summarise(
 ) -> dict[str, Any]:
     """The ``result.json`` of a run: the first target's metrics at top level, every target below.
 
+    ``test_set`` names what the first target scored: for ``csv`` the test CSV's folder, or the validation ids
+    (``validation: last N ids of <folder>``); for a benchmark its ``dataset`` name.
+
     A training run (``training``) also records whether its CCSC term could act (``ccsc_active``) and why not.
     """
     targets = list(cfg.data.targets) or list(cfg.data.sources)
     first = engine.test_results.get(targets[0], {})
+    dataset = dataset_setting(targets[0], cfg.data.cuhk03_labeled, cfg.data.cuhk03_classic_split)
     checks = getattr(engine.datamanager, "data_checks", None)
     result = {
         "recipe": recipe,
-        "dataset": dataset_setting(targets[0], cfg.data.cuhk03_labeled, cfg.data.cuhk03_classic_split),
+        "dataset": dataset,
+        "test_set": describe_test_set(**csv_options(cfg.data.csv)) if targets[0] == "csv" else dataset,
         "method": method_name(cfg),
         "paper_cell": cfg.experiment.paper_cell,
         **{key: first.get(key) for key in ("rank1", "rank5", "rank10", "mAP")},

@@ -29,7 +29,7 @@ from yacs.config import CfgNode as CN
 
 from . import checkpoint as ckpt
 from ._torchreid import image_dataset_registry, torchreid
-from .datasets import PLUGIN_DATASETS, check_dataset
+from .datasets import PLUGIN_DATASETS, check_dataset, configure_csv
 from .datasets.csv_dataset import CSVDatasetError, read_rows, split_rows
 from .datasets.synthcam import SynthCam, SynthCamSpec
 from .inference import model_from_checkpoint
@@ -104,6 +104,8 @@ def _torchreid_split(name: str, root: str | Path, cfg: CN | None) -> QueryGaller
         )
     if name == "synthcam" and cfg is not None:
         SynthCam.spec = SynthCamSpec(**dict(cfg.data.synthcam))
+    if name == "csv" and cfg is not None:
+        configure_csv(cfg.data.csv)  # the checkpoint's test set: data.csv.test_path, val_ids or its split
     if name not in PLUGIN_DATASETS:
         check_dataset(name, root)
     dataset = torchreid.data.datasets.init_image_dataset(name, root=str(root), mode="query", verbose=False)

@@ -19,6 +19,7 @@ from ccsc_plugin.datasets.miniatures import BENCHMARKS, MiniatureSpec, write_min
 from ccsc_plugin.datasets.synthcam import SynthCamSpec, generate  # noqa: E402
 
 SHARED_CUHK03 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cuhk03-detected-mini"
+SHARED_CUHK03_TRAIN = SHARED_CUHK03.with_name("cuhk03-detected-train")  # 743 other people: train here, test there
 MINI_SPEC = MiniatureSpec(num_train_ids=5, num_test_ids=3, num_cams=3, images_per_cam=2, height=64, width=32, seed=5)
 TINY_SPEC = SynthCamSpec(num_train_ids=8, num_test_ids=6, num_cams=3, images_per_cam=2, height=64, width=32, seed=3)
 
@@ -91,6 +92,13 @@ def shared_cuhk03() -> Path:
     if not (SHARED_CUHK03 / "labels.csv").is_file():
         pytest.skip(f"{SHARED_CUHK03} is absent")
     return SHARED_CUHK03
+
+
+@pytest.fixture(scope="session")
+def shared_cuhk03_train() -> Path:
+    if not (SHARED_CUHK03_TRAIN / "labels.csv").is_file():
+        pytest.skip(f"{SHARED_CUHK03_TRAIN} is absent")
+    return SHARED_CUHK03_TRAIN
 
 
 @pytest.fixture(scope="session")

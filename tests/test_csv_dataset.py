@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,15 @@ import pytest
 from ccsc_plugin import pipeline
 from ccsc_plugin.cli import main
 from ccsc_plugin.config import RecipeError, load_config
-from ccsc_plugin.datasets.csv_dataset import CSVDataset, CSVDatasetError, query_gallery_protocol, read_rows
+from ccsc_plugin.datasets.csv_dataset import (
+    CSVDataset,
+    CSVDatasetError,
+    describe_test_set,
+    query_gallery_protocol,
+    read_rows,
+)
+from ccsc_plugin.results import read_result
+from ccsc_plugin.retrieval import load_query_gallery
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -36,10 +45,9 @@ def image_rows(market_root) -> list[dict]:
 
 
 @pytest.fixture
-def csv_dataset(monkeypatch):
-    def load(path: Path, mode: str = "train") -> CSVDataset:
-        monkeypatch.setattr(CSVDataset, "csv_path", str(path))
-        return CSVDataset(mode=mode, verbose=False)
+def csv_dataset():
+    def load(path: Path, mode: str = "train", **options) -> CSVDataset:
+        return CSVDataset(mode=mode, csv_path=str(path), verbose=False, **options)
 
     return load
 
@@ -192,3 +200,202 @@ def test_training_only_csv_trains_for_other_targets(train_only_csv, image_rows, 
 def test_training_only_csv_is_no_test_target(train_only_csv, csv_dataset):
     with pytest.raises(CSVDatasetError, match="query set is empty, so it cannot be a test target.*data.targets"):
         csv_dataset(train_only_csv, mode="query")
+
+
+# --- a training CSV and a separate test set: data.csv.test_path, data.csv.val_ids ---
+
+SPLIT_OF_FOLDER = {"bounding_box_train": "train", "query": "query", "bounding_box_test": "gallery"}
+
+
+@pytest.fixture
+def folder_rows(market_root) -> dict[str, list[dict]]:
+    """The generated Market tree's rows (absolute paths) per split, as its folders give them."""
+    tree = market_root / "market1501" / "Market-1501-v15.09.15"
+    rows: dict[str, list[dict]] = {}
+    for folder, split in SPLIT_OF_FOLDER.items():
+        rows[split] = [
+            {"path": str(image), "pid": int(image.name[:4]), "camid": int(image.name[6]) - 1, "split": split}
+            for image in sorted((tree / folder).glob("*.jpg"))
+        ]
+    return rows
+
+
+def ids_and_cameras(items) -> list[tuple[int, int]]:
+    return [(pid, camid) for _, pid, camid, _ in items]
+
+
+@pytest.mark.parametrize("test_has_split", [False, True], ids=["test-protocol", "test-split-column"])
+@pytest.mark.parametrize("train_has_split", [False, True], ids=["train-plain", "train-split-column"])
+def test_test_path_is_the_test_set_and_every_row_of_path_trains(folder_rows, tmp_path, train_has_split, test_has_split):
+    train_rows = folder_rows["train"]
+    if train_has_split:  # a split-column training CSV: with test_path every one of its rows still trains
+        train_rows = [*train_rows, *folder_rows["query"][:2]]
+    train_csv = write_csv(tmp_path / "train.csv", train_rows, ("path", "pid", "camid", "split")[: 3 + train_has_split])
+    test_rows = folder_rows["query"] + folder_rows["gallery"]
+    test_csv = write_csv(tmp_path / "test.csv", test_rows, ("path", "pid", "camid", "split")[: 3 + test_has_split])
+    dataset = CSVDataset(mode="query", csv_path=str(train_csv), test_path=str(test_csv), verbose=False)
+    assert [path for path, *_ in dataset.train] == [row["path"] for row in train_rows]
+    assert sorted({pid for _, pid, _, _ in dataset.train}) == list(range(len({r["pid"] for r in train_rows})))
+    if test_has_split:
+        expected_query = [row["path"] for row in folder_rows["query"]]
+    else:  # the protocol: the first image of each (identity, camera), in file order
+        first_of: dict[tuple[int, int], str] = {}
+        for row in test_rows:
+            first_of.setdefault((row["pid"], row["camid"]), row["path"])
+        expected_query = list(first_of.values())
+    assert [path for path, *_ in dataset.query] == expected_query
+    assert {path for path, *_ in dataset.query + dataset.gallery} == {row["path"] for row in test_rows}
+    assert len(dataset.query) + len(dataset.gallery) == len(test_rows)
+
+
+@pytest.mark.parametrize("val_ids", [1, 3])
+@pytest.mark.parametrize("has_split", [False, True], ids=["plain", "split-column"])
+def test_val_ids_hold_out_the_last_identities_of_the_training_rows(folder_rows, tmp_path, val_ids, has_split):
+    rows = folder_rows["train"] + (folder_rows["query"] + folder_rows["gallery"] if has_split else [])
+    path = write_csv(tmp_path / "labels.csv", rows, ("path", "pid", "camid", "split")[: 3 + has_split])
+    dataset = CSVDataset(mode="query", csv_path=str(path), val_ids=val_ids, verbose=False)
+    train_pids = sorted({row["pid"] for row in folder_rows["train"]})  # the split column's test rows take no part
+    held_out = set(train_pids[-val_ids:])
+    held_rows = [row for row in folder_rows["train"] if row["pid"] in held_out]
+    assert {pid for _, pid, _, _ in dataset.query + dataset.gallery} == held_out
+    assert sorted(path for path, *_ in dataset.query + dataset.gallery) == sorted(row["path"] for row in held_rows)
+    assert sorted(ids_and_cameras(dataset.query)) == sorted({(row["pid"], row["camid"]) for row in held_rows})
+    assert not {path for path, *_ in dataset.train} & {row["path"] for row in held_rows}
+    assert len(dataset.train) == len(folder_rows["train"]) - len(held_rows)
+    assert sorted({pid for _, pid, _, _ in dataset.train}) == list(range(len(train_pids) - val_ids))
+
+
+def test_datamanager_trains_without_the_validation_ids_and_tests_on_them(folder_rows, tmp_path, tiny_overrides):
+    path = write_csv(tmp_path / "labels.csv", folder_rows["train"])
+    overrides = [*tiny_overrides, "data.sources=[csv]", f"data.csv.path={path}", "data.csv.val_ids=2"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a validation split is no "scores identities seen in training"
+        manager = pipeline.build_datamanager(load_config(RECIPES / "base.yaml", overrides))
+    assert manager.num_train_pids == len({row["pid"] for row in folder_rows["train"]}) - 2
+    assert len(manager.test_loader["csv"]["query"].dataset) == 2 * 3  # 2 identities x 3 cameras
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({"test_path": "/data/cuhk03-detected-mini/labels.csv"}, "cuhk03-detected-mini"),
+        ({"test_path": "/data/people/test.csv"}, "people/test.csv"),
+        ({"val_ids": 100}, "validation: last 100 ids of cuhk03-detected-train"),
+        ({}, "cuhk03-detected-train"),
+    ],
+)
+def test_the_test_set_is_named(options, name):
+    assert describe_test_set("/data/cuhk03-detected-train/labels.csv", **options) == name
+
+
+@pytest.mark.parametrize(
+    ("overrides", "keys"),
+    [
+        (["data.csv.test_path=t.csv", "data.csv.val_ids=5"], ("data.csv.test_path", "data.csv.val_ids")),
+        (["data.csv.val_ids=-1"], ("data.csv.val_ids must be >= 0",)),
+        (["data.csv.val_ids=5", "data.targets=[market1501]"], ("data.csv.val_ids (5)", "add csv to data.targets")),
+    ],
+)
+def test_contradictory_test_set_keys_are_recipe_errors(overrides, keys):
+    with pytest.raises(RecipeError) as error:
+        load_config(RECIPES / "base.yaml", ["data.sources=[csv]", "data.csv.path=train.csv", *overrides])
+    assert all(key in str(error.value) for key in keys)
+
+
+def test_val_ids_must_leave_identities_to_train(folder_rows, tmp_path, csv_dataset):
+    path = write_csv(tmp_path / "labels.csv", folder_rows["train"])
+    count = len({row["pid"] for row in folder_rows["train"]})
+    with pytest.raises(
+        CSVDatasetError, match=f"{path}: data.csv.val_ids={count} would hold out every one of its {count}"
+    ):
+        csv_dataset(path, val_ids=count)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda rows: ({"test_path": "absent.csv"}, rows), "absent.csv does not exist. Set data.csv.test_path"),
+        (  # a test CSV whose split column has only train rows
+            lambda rows: ({"test_path": "train-only.csv"}, rows),
+            r"train-only.csv: the query set is empty.*split column of data.csv.test_path",
+        ),
+        (  # the held-out identities are each seen by one camera: no query can have a cross-camera match
+            lambda rows: ({"val_ids": 2}, [{**row, "camid": 0} for row in rows]),
+            r"query set is empty.*last 2 identities of .*data.csv.val_ids.*seen by 2\+ cameras",
+        ),
+    ],
+    ids=["missing-test-csv", "test-csv-without-query", "validation-ids-single-camera"],
+)
+def test_a_test_set_that_cannot_be_scored_names_its_key(folder_rows, tmp_path, csv_dataset, make, message):
+    write_csv(tmp_path / "train-only.csv", folder_rows["train"], ("path", "pid", "camid", "split"))
+    options, rows = make(folder_rows["train"])
+    options = {key: str(tmp_path / value) if key == "test_path" else value for key, value in options.items()}
+    with pytest.raises(CSVDatasetError, match=message):
+        csv_dataset(write_csv(tmp_path / "labels.csv", rows), mode="query", **options)
+
+
+def test_missing_test_csv_is_reported_by_the_cli(folder_rows, tmp_path, capsys):
+    train_csv = write_csv(tmp_path / "labels.csv", folder_rows["train"])
+    args = ["train", str(RECIPES / "quickstart.yaml"), "--set", f"data.save_dir={tmp_path / 'run'}"]
+    args += ["--set", "data.sources=[csv]", "--set", f"data.csv.path={train_csv}"]
+    status = main([*args, "--set", f"data.csv.test_path={tmp_path / 'absent.csv'}"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert f"{tmp_path / 'absent.csv'} does not exist. Set data.csv.test_path" in err
+
+
+@pytest.mark.parametrize(
+    ("same_test_file", "warns"), [(True, "data.csv.test_path is data.csv.path"), (False, None)], ids=["same", "other"]
+)
+def test_testing_on_the_training_csv_warns(folder_rows, tmp_path, tiny_overrides, same_test_file, warns):
+    train_csv = write_csv(tmp_path / "train.csv", folder_rows["train"])
+    test_csv = train_csv if same_test_file else write_csv(tmp_path / "test.csv", folder_rows["query"])
+    overrides = [*tiny_overrides, "data.sources=[csv]", f"data.csv.path={train_csv}", f"data.csv.test_path={test_csv}"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline.prepare_datasets(load_config(RECIPES / "base.yaml", overrides))
+    seen = [str(warning.message) for warning in caught if "identities seen in training" in str(warning.message)]
+    assert len(seen) == (1 if warns else 0) and all(warns in message for message in seen)
+
+
+@pytest.mark.slow
+def test_real_recipe_trains_on_cuhk03_train_ids_and_tests_on_the_mini_set(
+    shared_cuhk03_train, shared_cuhk03, tmp_path, capsys
+):
+    """Train 1 epoch on 8 real CUHK03 training people; evaluate on the 100 people of cuhk03-detected-mini."""
+    rows, _ = read_rows(shared_cuhk03_train / "labels.csv")
+    people = sorted({row["pid"] for row in rows})[:8]
+    train_csv = write_csv(tmp_path / "train8.csv", [row for row in rows if row["pid"] in people])
+    save_dir = tmp_path / "run"
+    overrides = [
+        "data.sources=[csv]",
+        f"data.csv.path={train_csv}",
+        f"data.csv.test_path={shared_cuhk03 / 'labels.csv'}",
+        f"data.save_dir={save_dir}",
+        *("data.height=64", "data.width=32", "data.workers=0", "model.pretrained=false"),
+        *("train.batch_size=16", "train.max_epoch=1", "train.warmup_epochs=0", "train.stepsize=[1]"),
+        *("train.print_freq=100", "test.batch_size=128"),
+    ]
+    assert main(["train", str(RECIPES / "base.yaml"), *(item for o in overrides for item in ("--set", o))]) == 0
+    result = read_result(save_dir)
+    assert result["dataset"] == "csv" and result["test_set"] == "cuhk03-detected-mini"
+    assert result["targets"]["csv"]["num_query"] == 200  # one query per person and camera: 100 people x 2
+    assert result["targets"]["csv"]["num_gallery"] == 938 - 200
+    assert 0 <= result["rank1"] <= 1 and 0 <= result["mAP"] <= 1
+    assert result["data_checks"]["identities"] == 8
+
+
+@pytest.mark.parametrize("option", ["test_path", "val_ids"])
+def test_demo_searches_the_test_set_of_a_csv_trained_checkpoint(folder_rows, tmp_path, option):
+    train_csv = write_csv(tmp_path / "train.csv", folder_rows["train"])
+    test_csv = write_csv(tmp_path / "test.csv", folder_rows["query"] + folder_rows["gallery"])
+    overrides = ["data.sources=[csv]", f"data.csv.path={train_csv}"]
+    overrides.append(f"data.csv.test_path={test_csv}" if option == "test_path" else "data.csv.val_ids=2")
+    loaded = load_query_gallery(cfg=load_config(RECIPES / "base.yaml", overrides))  # no --dataset: the recipe's
+    if option == "test_path":
+        tested = folder_rows["query"] + folder_rows["gallery"]
+    else:
+        last_two = sorted({row["pid"] for row in folder_rows["train"]})[-2:]
+        tested = [row for row in folder_rows["train"] if row["pid"] in last_two]
+    assert {item.path for item in loaded.query + loaded.gallery} == {row["path"] for row in tested}
+    assert len(loaded.query) == len({(row["pid"], row["camid"]) for row in tested})  # one per identity and camera

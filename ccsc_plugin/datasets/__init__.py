@@ -7,7 +7,9 @@ obscure error; :func:`check_dataset` fails first, naming the path and the expect
 from __future__ import annotations
 
 import difflib
+import functools
 from pathlib import Path
+from typing import Any
 
 from .._torchreid import image_dataset_registry, torchreid
 from ..config import RecipeError
@@ -113,6 +115,26 @@ def check_dataset(name: str, root: str | Path, key: str = "data.sources") -> Non
         f"Dataset {name!r} not found: {problem}. torchreid expects, under data.root={root}: {layout}. "
         "Download it by hand (see torchreid's dataset docs) and set data.root."
     )
+
+
+def csv_options(csv_node: Any) -> dict[str, Any]:
+    """The ``csv`` dataset's construction arguments from a recipe's ``data.csv`` section (paths made absolute)."""
+
+    def absolute(path: str) -> str:
+        return str(Path(path).expanduser().resolve()) if path else ""
+
+    return {"csv_path": absolute(csv_node.path), "test_path": absolute(csv_node.test_path), "val_ids": csv_node.val_ids}
+
+
+def configure_csv(csv_node: Any) -> dict[str, Any]:
+    """Register the ``csv`` dataset with a recipe's ``data.csv`` options bound; return those options.
+
+    torchreid builds a dataset by name with its own arguments only, so the options travel as a
+    ``functools.partial`` in its registry (which ``register_image_dataset`` would refuse to replace).
+    """
+    options = csv_options(csv_node)
+    image_dataset_registry()["csv"] = functools.partial(CSVDataset, **options)
+    return options
 
 
 def register_datasets() -> None:

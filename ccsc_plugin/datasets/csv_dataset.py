@@ -11,6 +11,14 @@ testing on one split-less CSV scores identities the model has seen: give the row
 for an honest evaluation. Likewise a CSV whose ``split`` column holds no ``train`` rows trains on all rows,
 and one with only ``train`` rows is a training set for other targets (``data.targets``).
 The file is UTF-8; a leading byte-order mark (spreadsheets write one) is ignored.
+
+Two options take the test set from elsewhere (:func:`load_splits`):
+
+- ``test_path`` (``data.csv.test_path``): a second CSV is the test set (its ``query`` / ``gallery`` rows if it
+  has a ``split`` column, else the protocol above) and every row of the first CSV trains;
+- ``val_ids`` (``data.csv.val_ids``): the ``val_ids`` identities with the highest pids among the training rows
+  are held out as the test set (the protocol above) and the others train: a validation split for choosing
+  hyperparameters without touching the real test people.
 """
 
 from __future__ import annotations
@@ -35,13 +43,16 @@ class CSVDatasetError(ValueError):
     """The CSV is missing, malformed, or names images that do not exist; the message says which."""
 
 
-def read_rows(csv_path: str | Path) -> tuple[list[dict], bool]:
-    """Rows as dicts with an absolute ``path`` and integer ``pid`` / ``camid``; and whether ``split`` is given."""
+def read_rows(csv_path: str | Path, key: str = "data.csv.path") -> tuple[list[dict], bool]:
+    """Rows as dicts with an absolute ``path`` and integer ``pid`` / ``camid``; and whether ``split`` is given.
+
+    ``key`` is the recipe key that named the file, for the message when it does not exist.
+    """
     csv_path = Path(csv_path).expanduser()
     if not str(csv_path) or not csv_path.is_file():
         raise CSVDatasetError(
-            f"CSV file {csv_path.resolve() if str(csv_path) else '(empty data.csv.path)'} does not exist. "
-            "Set data.csv.path to a file with the columns path,pid,camid[,split]."
+            f"CSV file {csv_path.resolve() if str(csv_path) else f'(empty {key})'} does not exist. "
+            f"Set {key} to a file with the columns path,pid,camid[,split]."
         )
     with io.StringIO(read_utf8(csv_path, CSVDatasetError), newline="") as handle:
         reader = csv.DictReader(handle)
@@ -114,36 +125,110 @@ def query_gallery_protocol(items: list[Item]) -> tuple[list[Item], list[Item]]:
 
 def split_rows(rows: list[dict], has_split: bool) -> tuple[list[Item], list[Item], list[Item]]:
     """Train (relabelled), query and gallery lists from the parsed rows."""
-    items = [(row["path"], row["pid"], row["camid"]) for row in rows]
-    if has_split:
-        by_split = {name: [it for it, row in zip(items, rows, strict=True) if row["split"] == name] for name in SPLITS}
-        query, gallery = by_split["query"], by_split["gallery"]
-        train = by_split["train"] or items
-    else:
-        query, gallery = query_gallery_protocol(items)
-        train = items
+    train, query, gallery = _split_items(rows, has_split)
     return relabel(train), query, gallery
 
 
-class CSVDataset(ImageDataset):
-    """torchreid image dataset over ``CSVDataset.csv_path`` (``pipeline.prepare_datasets`` sets it).
+def _split_items(rows: list[dict], has_split: bool) -> tuple[list[Item], list[Item], list[Item]]:
+    """Train (original pids), query and gallery items: the split column's, or all rows and the protocol."""
+    items = _items(rows)
+    if has_split:
+        by_split = {name: [it for it, row in zip(items, rows, strict=True) if row["split"] == name] for name in SPLITS}
+        return by_split["train"] or items, by_split["query"], by_split["gallery"]
+    return items, *query_gallery_protocol(items)
 
+
+def _items(rows: list[dict]) -> list[Item]:
+    return [(row["path"], row["pid"], row["camid"]) for row in rows]
+
+
+def hold_out_last_ids(items: list[Item], count: int, csv_path: str | Path) -> tuple[list[Item], list[Item]]:
+    """``items`` split into the rest and the ``count`` identities with the highest pids (the validation people)."""
+    pids = sorted({pid for _, pid, _ in items})
+    if count >= len(pids):
+        raise CSVDatasetError(
+            f"{csv_path}: data.csv.val_ids={count} would hold out every one of its {len(pids)} training identities. "
+            f"Set data.csv.val_ids below {len(pids)} so some identities train, or to 0 for no validation split."
+        )
+    held_out = set(pids[len(pids) - count :])
+    return [it for it in items if it[1] not in held_out], [it for it in items if it[1] in held_out]
+
+
+def load_splits(
+    csv_path: str | Path, test_path: str | Path = "", val_ids: int = 0
+) -> tuple[list[Item], list[Item], list[Item]]:
+    """Train (relabelled), query and gallery for the ``csv`` dataset's options (see the module docstring).
+
+    ``test_path`` and ``val_ids`` exclude each other (``config.validate`` refuses both).
+    """
+    rows, has_split = read_rows(csv_path)
+    if test_path:
+        _, query, gallery = split_rows(*read_rows(test_path, key="data.csv.test_path"))
+        return relabel(_items(rows)), query, gallery
+    if val_ids:
+        train, held_out = hold_out_last_ids(_split_items(rows, has_split)[0], val_ids, csv_path)
+        return relabel(train), *query_gallery_protocol(held_out)
+    return split_rows(rows, has_split)
+
+
+def empty_test_set_fix(split: str, csv_path: str | Path, test_path: str | Path = "", val_ids: int = 0) -> str:
+    """What to do when the test set of these options has no ``split`` (query or gallery) rows."""
+    if test_path:
+        return (
+            f"Add '{split}' rows to the split column of data.csv.test_path, or drop that column to use the "
+            "one-query-per-camera protocol (needs identities seen by 2+ cameras)."
+        )
+    if val_ids:
+        return (
+            f"None of the last {val_ids} identities of {csv_path} (data.csv.val_ids) is seen by 2+ cameras: "
+            "raise data.csv.val_ids, or renumber the pids so cross-camera identities come last."
+        )
+    return (
+        f"Add '{split}' rows to the split column, drop the split column to use the one-query-per-camera protocol "
+        "(needs identities seen by 2+ cameras), or name another dataset in data.targets."
+    )
+
+
+def describe_test_set(csv_path: str | Path, test_path: str | Path = "", val_ids: int = 0) -> str:
+    """What the ``csv`` dataset with these options scores, for ``result.json``: a CSV's name or the validation ids."""
+    if test_path:
+        return csv_name(test_path)
+    if val_ids:
+        return f"validation: last {val_ids} ids of {csv_name(csv_path)}"
+    return csv_name(csv_path)
+
+
+def csv_name(csv_path: str | Path) -> str:
+    """A CSV's folder name (``cuhk03-detected-mini`` for ``.../cuhk03-detected-mini/labels.csv``), else folder/file."""
+    path = Path(csv_path)
+    return path.parent.name if path.name == "labels.csv" else f"{path.parent.name}/{path.name}"
+
+
+class CSVDataset(ImageDataset):
+    """torchreid image dataset over the CSV ``csv_path`` (and ``test_path`` / ``val_ids``, see :func:`load_splits`).
+
+    torchreid constructs datasets by name with its own arguments only, so the recipe's options reach it
+    as a ``functools.partial`` registered under ``csv`` (``datasets.configure_csv``).
     A CSV without query or gallery rows can still be a training source: like torchreid's train-only
     CUHK-SYSU it then stands one training image in for the empty sets (``_train_only``), and only its
     use as a test target (``mode`` query or gallery) is an error.
     """
 
-    csv_path: str = ""
-
-    def __init__(self, root: str = "", mode: str = "train", **kwargs) -> None:
-        rows, has_split = read_rows(self.csv_path)
-        train, query, gallery = split_rows(rows, has_split)
+    def __init__(
+        self,
+        root: str = "",
+        mode: str = "train",
+        csv_path: str = "",
+        test_path: str = "",
+        val_ids: int = 0,
+        **kwargs,
+    ) -> None:
+        train, query, gallery = load_splits(csv_path, test_path, val_ids)
         empty = [name for name, items in (("query", query), ("gallery", gallery)) if not items]
         if empty and mode != "train":
             raise CSVDatasetError(
-                f"{self.csv_path}: the {empty[0]} set is empty, so it cannot be a test target. Add '{empty[0]}' rows "
-                "to the split column, drop the split column to use the one-query-per-camera protocol (needs "
-                "identities seen by 2+ cameras), or name another dataset in data.targets."
+                f"{test_path or csv_path}: the {empty[0]} set is empty, so it cannot be a test target. "
+                + empty_test_set_fix(empty[0], csv_path, test_path, val_ids)
             )
         self._train_only = bool(empty)
         super().__init__(train, query or train[:1], gallery or train[:1], mode=mode, **kwargs)
@@ -153,3 +238,22 @@ class CSVDataset(ImageDataset):
         """Whether the CSV names its own train / query / gallery split."""
         header = next(csv.reader(io.StringIO(read_utf8(Path(csv_path).expanduser(), CSVDatasetError))), [])
         return "split" in (name.strip() for name in header)
+
+
+def seen_identities_warning(csv_path: str | Path, test_path: str | Path = "", val_ids: int = 0) -> str | None:
+    """Why training and testing on the ``csv`` dataset with these options scores people seen in training, or None."""
+    if val_ids or (test_path and Path(test_path) != Path(csv_path)):
+        return None
+    if test_path:
+        return (
+            f"data.csv.test_path is data.csv.path ({csv_path}): every row of it trains, so its evaluation scores "
+            "identities seen in training. Name a CSV of other people in data.csv.test_path, or set data.csv.val_ids "
+            "to hold out the last identities instead."
+        )
+    if not Path(csv_path).is_file() or CSVDataset.has_split_column(csv_path):
+        return None
+    return (
+        f"{csv_path} has no split column: the csv dataset trains on every row, so its evaluation scores identities "
+        "seen in training. Add a split column (train/query/gallery), name a test CSV in data.csv.test_path, or hold "
+        "out the last identities with data.csv.val_ids."
+    )
