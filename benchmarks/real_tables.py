@@ -363,7 +363,7 @@ def camera_gap_table(paper: Mapping[str, Any], results: Mapping[str, Sequence]) 
 
 def describe_setting(cfg: CN) -> str:
     """What a run trained and where it was tested, in one line (the tables' caption)."""
-    backbone = cfg.model.get("backbone", "")
+    backbone = cfg.model.get("backbone", "") if cfg.model.name == "resnet50_ccsc" else ""  # the others have their own
     model = f"{cfg.model.name}{f' on {backbone}' if backbone else ''}"
     init = "ImageNet init" if cfg.model.pretrained else "random init"
     k = cfg.sampler.num_instances

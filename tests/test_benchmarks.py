@@ -436,6 +436,7 @@ def test_benchmark_trains_the_missing_resumes_the_interrupted_and_reads_back_the
     )  # 8 runs: one read back, one resumed, six started
     report = output.read_text()
     assert table_rows(report, "Table 1")["Softmax (baseline)"][:4] == ["11.5 ± 0.7", "21.5 ± 0.7", "2", "1, 2"]
+    assert "64x32, 2 epochs, batch 32 (P=8 x K=4), adam lr 0.00035; trained and tested on synthcam." in report
     assert report in capsys.readouterr().out
     fake.calls.clear()
     assert real_tables.main(argv) == 0  # everything is done now: read back, nothing trained
