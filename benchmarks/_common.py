@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark scripts: the machine's description, medians and the Markdown table."""
+"""Shared helpers of the benchmark scripts: the machine's description, medians, mean ± sd and the Markdown table."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -43,6 +43,18 @@ def alternate(runs: int, **functions: Callable[[], object]) -> dict[str, float]:
         for name, function in functions.items():
             times[name].append(timed(function)[0])
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1 in the denominator); the deviation of one value is None."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def format_mean_sd(values: Sequence[float], scale: float = 100.0, signed: bool = False, digits: int = 1) -> str:
+    """``"12.3 ± 1.4"`` of ``values`` times ``scale`` (fractions -> %); one value has no deviation: ``"12.3"``."""
+    mean, sd = mean_sd([scale * value for value in values])
+    text = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
+    return text if sd is None else f"{text} ± {sd:.{digits}f}"
 
 
 def row(figure: str, ours: str, peer: str, peer_value: str, ratio: str) -> str:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
+
+from _common import format_mean_sd
 
 from ccsc_plugin import pipeline
 from ccsc_plugin.config import load_config
@@ -64,12 +65,6 @@ def run_all(recipe: Path, seeds: list[int], overrides: list[str], out: Path) -> 
     return results
 
 
-def _mean_std(values: list[float]) -> str:
-    values = [100 * v for v in values]
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.1f} ± {std:.1f}"
-
-
 def format_table(results: dict[str, list[dict]], seeds: list[int]) -> str:
     """Markdown: one row per method, mean ± sample std over seeds of rank-1 and mAP (in %)."""
     lines = [
@@ -78,8 +73,8 @@ def format_table(results: dict[str, list[dict]], seeds: list[int]) -> str:
     ]
     for (table, method), _ in METHODS.items():
         runs = results[method]
-        rank1 = _mean_std([r["rank1"] for r in runs])
-        mean_ap = _mean_std([r["mAP"] for r in runs])
+        rank1 = format_mean_sd([r["rank1"] for r in runs])
+        mean_ap = format_mean_sd([r["mAP"] for r in runs])
         lines.append(f"| {table} | {method} | {rank1} | {mean_ap} | {len(runs)} |")
     return "\n".join(lines)
 
