@@ -270,7 +270,7 @@ def _run_engine(engine: ImageCCSCEngine, cfg: CN, **kwargs: Any) -> None:
 def summarise(
     cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: float, epochs: int, training: bool = True
 ) -> dict[str, Any]:
-    """The ``result.json`` of a run: the first target's metrics at top level, every target below.
+    """The ``result.json`` of a run: the first target's metrics (and camera gap) at top level, every target below.
 
     A training run (``training``) also records whether its CCSC term could act (``ccsc_active``) and why not.
     """
@@ -282,7 +282,7 @@ def summarise(
         "dataset": dataset_setting(targets[0], cfg.data.cuhk03_labeled, cfg.data.cuhk03_classic_split),
         "method": method_name(cfg),
         "paper_cell": cfg.experiment.paper_cell,
-        **{key: first.get(key) for key in ("rank1", "rank5", "rank10", "mAP")},
+        **{key: first.get(key) for key in ("rank1", "rank5", "rank10", "mAP", "camera_gap")},
         "targets": engine.test_results,
         "epochs": epochs,
         "seed": cfg.train.seed,
