@@ -54,11 +54,11 @@ def find_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     return found
 
 
-def check_output(path: str | Path) -> Path:
-    """The file ``--output`` names, checked before any table is rendered (not a folder; its folder exists)."""
+def check_output(path: str | Path, example: str = "tables.md") -> Path:
+    """The file ``--output`` names, checked before anything is rendered (not a folder; its folder exists)."""
     path = Path(path)
     if path.is_dir():
-        raise ResultFileError(f"--output {path} is a folder; give a file name, e.g. --output {path / 'tables.md'}.")
+        raise ResultFileError(f"--output {path} is a folder; give a file name, e.g. --output {path / example}.")
     if not path.parent.is_dir():
         raise ResultFileError(
             f"--output {path}: the folder {path.parent} does not exist; create it (mkdir -p {path.parent}) "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -223,34 +224,49 @@ def synthetic_result(path: Path, seed: int, camera_weight: float) -> Path:
     return path
 
 
-def run_figure(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, str(FIGURE), *args], capture_output=True, text=True, env=env, cwd=ROOT)
+def load_figure_script():
+    spec = importlib.util.spec_from_file_location("camera_gap_figure", FIGURE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_figure_draws_two_panels_from_result_files(tmp_path):
     baseline, ccsc = synthetic_result(tmp_path / "base", 0, 3.0), synthetic_result(tmp_path / "ccsc", 1, 0.0)
     output = tmp_path / "docs" / "camera_gap.png"
-    done = run_figure(str(baseline), str(ccsc / "result.json"), "--labels", "baseline", "CCSC", "--output", str(output))
+    output.parent.mkdir()
+    args = [str(baseline), str(ccsc / "result.json"), "--labels", "baseline", "CCSC", "--output", str(output)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's ccsc_plugin, as from the repository root
+    done = subprocess.run([sys.executable, str(FIGURE), *args], capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert str(output) in done.stdout
     with Image.open(output) as image:
-        assert image.format == "PNG" and image.width > 1.5 * image.height  # two panels side by side
+        assert image.format == "PNG" and image.width > 2 * image.height  # two panels side by side
+
+
+def test_figure_histograms_are_densities():
+    figure = load_figure_script()
+    edges = camera_gap.histogram_edges()
+    values = figure.densities([0] * 10 + [3, 1] + [0] * 28, edges)
+    assert sum(v * 0.05 for v in values) == pytest.approx(1) and values[10] == pytest.approx(0.75 / 0.05)
+    assert figure.densities([0] * 40, edges) == [0.0] * 40  # a kind without pairs draws nothing
 
 
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [
         (lambda a, b, out: [a, b, "--labels", "only-one", "--output", out], "2 runs but 1 labels"),
-        (lambda a, b, out: [a, str(Path(b).parent / "old"), "--output", out], "has no camera_gap"),
-        (lambda a, b, out: [a, b, "--output", str(Path(out).parent / "missing" / "x.png")], "does not exist"),
+        (lambda a, b, out: [a, str(Path(b).parent / "old"), "--output", out], "old has no camera_gap"),
+        (lambda a, b, out: [a, str(Path(b).parent / "absent"), "--output", out], "absent does not exist"),
+        (lambda a, b, out: [a, b, "--output", str(Path(out).parent / "missing" / "x.png")], "missing does not exist"),
     ],
-    ids=["labels", "old-result", "output-folder"],
+    ids=["labels", "old-result", "missing-run", "output-folder"],
 )
-def test_figure_errors_exit_2_naming_the_problem(tmp_path, make_args, message):
+def test_figure_errors_exit_2_naming_the_problem(tmp_path, capsys, make_args, message):
     baseline, ccsc = synthetic_result(tmp_path / "base", 0, 3.0), synthetic_result(tmp_path / "ccsc", 1, 0.0)
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "result.json").write_text(json.dumps({"method": "softmax", "rank1": 0.1}))
-    done = run_figure(*make_args(str(baseline), str(ccsc), str(tmp_path / "fig.png")))
-    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert load_figure_script().main(make_args(str(baseline), str(ccsc), str(tmp_path / "fig.png"))) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and not captured.out
     assert not (tmp_path / "fig.png").exists()
