@@ -18,8 +18,8 @@ from torch.nn import functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from . import camera_gap, distributed, metrics, rng
 from . import checkpoint as ckpt
-from . import distributed, metrics, rng
 from ._torchreid import torchreid
 from .interrupt import StopOnSignal, TrainingInterrupted
 from .losses import CCSCLoss, CenterLoss, CrossEntropyLoss, TripletLoss
@@ -94,7 +94,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         self.amp_dtype = AMP_DTYPES[amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.checkpoint_extras = dict(checkpoint_extras or {})
-        self.test_results: dict[str, dict[str, float]] = {}
+        self.test_results: dict[str, dict[str, Any]] = {}
         self.stop_signal: StopOnSignal | None = None  # while run() trains: a signal stops it (see ``run``)
         self.evaluation: str | None = None  # while run() evaluates: which evaluation (a signal stops it)
         self.save_dir: str | None = None
@@ -322,7 +322,10 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         ranks=(1, 5, 10, 20),
         **unused,
     ) -> tuple[float, float]:
-        """torchreid's evaluation with the plugin's evaluator; results are kept in ``test_results``."""
+        """torchreid's evaluation with the plugin's evaluator; results are kept in ``test_results``.
+
+        They include the camera gap on the test people (``camera_gap.camera_gap_report``).
+        """
         start = time.time()
         qf, q_pids, q_camids = self.extract_loader_features(query_loader, f"{dataset_name} query")
         gf, g_pids, g_camids = self.extract_loader_features(gallery_loader, f"{dataset_name} gallery")
@@ -332,12 +335,15 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         self._stop_if_signalled(f"{dataset_name} ranking")
         result = {f"rank{r}": float(cmc[r - 1]) for r in ranks if r <= len(cmc)}
         result.update(mAP=float(mAP), num_query=int(len(q_pids)), num_gallery=int(len(g_pids)))
+        gap = camera_gap.camera_gap_report(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=dist_metric)
+        result["camera_gap"] = gap
         self.test_results[dataset_name] = result
         print(f"** Results ({dataset_name}, {time.time() - start:.1f}s) **")
         print(f"mAP: {mAP:.1%}")
         for r in ranks:
             if r <= len(cmc):
                 print(f"Rank-{r:<3}: {cmc[r - 1]:.1%}")
+        print(camera_gap.summary_line(gap))
         return float(cmc[0]), float(mAP)
 
     def checkpoint_state(self, epoch: int, rank1: float | None) -> dict[str, Any]:

@@ -271,7 +271,7 @@ def _run_engine(engine: ImageCCSCEngine, cfg: CN, **kwargs: Any) -> None:
 def summarise(
     cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: float, epochs: int, training: bool = True
 ) -> dict[str, Any]:
-    """The ``result.json`` of a run: the first target's metrics at top level, every target below.
+    """The ``result.json`` of a run: the first target's metrics (and camera gap) at top level, every target below.
 
     ``test_set`` names what the first target scored: for ``csv`` the test CSV's folder, or the validation ids
     (``validation: last N ids of <folder>``); for a benchmark its ``dataset`` name.
@@ -288,7 +288,7 @@ def summarise(
         "test_set": describe_test_set(**csv_options(cfg.data.csv)) if targets[0] == "csv" else dataset,
         "method": method_name(cfg),
         "paper_cell": cfg.experiment.paper_cell,
-        **{key: first.get(key) for key in ("rank1", "rank5", "rank10", "mAP")},
+        **{key: first.get(key) for key in ("rank1", "rank5", "rank10", "mAP", "camera_gap")},
         "targets": engine.test_results,
         "epochs": epochs,
         "seed": cfg.train.seed,

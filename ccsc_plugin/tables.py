@@ -4,6 +4,7 @@ Published numbers come from ``paper_results.yaml`` (package data: the paper's Ta
 numbers come from the ``result.json`` files of training runs (:mod:`ccsc_plugin.results`), matched to a
 cell by their ``dataset`` and ``method``; several runs of one cell are averaged. Test results
 (``ccsc-reid test``, ``kind: test``) are listed in a table of their own, each under the dataset it scored.
+A last table gives each run's camera gap (``camera_gap`` in ``result.json``, see :mod:`ccsc_plugin.camera_gap`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ RENDERED_TABLES = (1, 2, 3)
 METRICS = ("rank1", "mAP")
 TABLE_KEYS = ("dataset", "method", *METRICS, "epochs")  # what a row needs from a result.json
 METRIC_LABELS = {"rank1": "R-1", "mAP": "mAP"}
+GAP_COLUMNS = {"same_camera": "Same camera", "cross_camera": "Cross-camera", "different_person": "Other people"}
 
 
 def load_paper_results() -> dict[str, Any]:
@@ -52,11 +54,11 @@ def find_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     return found
 
 
-def check_output(path: str | Path) -> Path:
-    """The file ``--output`` names, checked before any table is rendered (not a folder; its folder exists)."""
+def check_output(path: str | Path, example: str = "tables.md") -> Path:
+    """The file ``--output`` names, checked before anything is rendered (not a folder; its folder exists)."""
     path = Path(path)
     if path.is_dir():
-        raise ResultFileError(f"--output {path} is a folder; give a file name, e.g. --output {path / 'tables.md'}.")
+        raise ResultFileError(f"--output {path} is a folder; give a file name, e.g. --output {path / example}.")
     if not path.parent.is_dir():
         raise ResultFileError(
             f"--output {path}: the folder {path.parent} does not exist; create it (mkdir -p {path.parent}) "
@@ -117,8 +119,30 @@ def render_tests(tests: Sequence[dict[str, Any]], paper: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_camera_gaps(results: Sequence[dict[str, Any]], paper: dict[str, Any]) -> str:
+    """Each run's mean cosine similarities on the test people and its camera gap (same camera - cross-camera)."""
+    header = ["Dataset", "Method", "Kind", "Run", *GAP_COLUMNS.values(), "Gap"]
+    lines = [
+        "### Camera gap: mean cosine similarity of test-image pairs (same person same camera, same person across "
+        "cameras, different people); gap = same camera - cross-camera",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for result in results:
+        gap = result["camera_gap"]
+        row = [paper["datasets"].get(result.get("dataset"), str(result.get("dataset")))]
+        row += [paper["methods"].get(result.get("method"), str(result.get("method"))), result.get("kind", "train")]
+        row += [str(result.get("save_dir"))]
+        row += ["–" if gap.get(key) is None else f"{gap[key]:.3f}" for key in GAP_COLUMNS]
+        row.append("–" if gap.get("gap") is None else f"{gap['gap']:+.3f}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = RENDERED_TABLES) -> str:
-    """Markdown for ``tables`` from the training results, with a legend, the runs that match no cell and the tests."""
+    """Markdown for ``tables`` from the training results, with a legend, the runs that match no cell, the tests
+    and the camera gaps."""
     paper = load_paper_results()
     measured: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     unmatched = []
@@ -140,4 +164,7 @@ def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = REN
         parts.append(f"Not in Tables {', '.join(map(str, tables))}: {listed}.")
     if tests:
         parts.append(render_tests(tests, paper))
+    with_gap = [result for result in results if isinstance(result.get("camera_gap"), dict)]  # older runs lack it
+    if with_gap:
+        parts.append(render_camera_gaps(with_gap, paper))
     return "\n\n".join(parts) + "\n"

@@ -166,3 +166,35 @@ def test_table_output_that_cannot_be_written_exits_2_before_rendering(tmp_path, 
     captured = capsys.readouterr()
     assert message in captured.err and "Traceback" not in captured.err and not captured.out
     assert not (tmp_path / "absent").exists()
+
+
+def gap_block(same: float, cross: float | None, other: float) -> dict:
+    return {"same_camera": same, "cross_camera": cross, "different_person": other, "gap": cross and same - cross}
+
+
+def test_table_lists_the_camera_gap_of_each_run_that_has_one():
+    results = [
+        dict(A_RESULT, save_dir="runs/base", camera_gap=gap_block(0.81, 0.52, 0.1)),
+        dict(A_RESULT, save_dir="runs/older"),  # written before the camera gap: left out of that table
+        dict(A_RESULT, method="softmax+ccsc", kind="test", save_dir="runs/t", camera_gap=gap_block(0.9, None, -0.02)),
+    ]
+    sections = table_sections(render_tables(results))
+    assert list(sections) == [
+        "Table 1",
+        "Table 2",
+        "Table 3",
+        "Tests of trained weights (ccsc-reid test; not averaged into the tables)",
+        "Camera gap",
+    ]
+    gaps = sections["Camera gap"]
+    assert row(gaps, "Market-1501", "Softmax (baseline)")[2:] == [
+        "train",
+        "runs/base",
+        "0.810",
+        "0.520",
+        "0.100",
+        "+0.290",
+    ]
+    assert row(gaps, "Market-1501", "Softmax + CCSC")[2:] == ["test", "runs/t", "0.900", "–", "-0.020", "–"]
+    assert "runs/older" not in gaps
+    assert "Camera gap" not in render_tables([dict(A_RESULT, save_dir="runs/older")])
