@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         "or a folder holding labels.csv, or a Market-1501-style folder (default: the first checkpoint's test set)",
     )
     demo.add_argument("--data-root", default="reid-data", help="where torchreid datasets live (default: reid-data)")
+    demo.add_argument(
+        "--example-query",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the query (index into the query set) shown answered when the page opens (default: 0, the first)",
+    )
     demo.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, local only)")
     demo.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     demo.add_argument("--share", action="store_true", help="also open a public Gradio share link")
@@ -206,6 +213,7 @@ def _serve_demo(args: argparse.Namespace) -> int:
             data_root=args.data_root,
             cache_dir=args.cache_dir,
             max_upload_bytes=int(args.max_upload_mb * 2**20),
+            example_query=args.example_query,
         )
     except DemoInputError as error:
         print(f"ccsc-reid demo: error: {error}", file=sys.stderr)

@@ -5,6 +5,7 @@ the demo still serves the others), reads the query/gallery set, computes (or rea
 every slot's query and gallery features, and answers a query - picked by index from the query set or
 uploaded as bytes - with one :class:`ModelAnswer` per slot: the top-5 with green/red borders (the
 paper's Fig. 3), and a response map for the query and each match (Grad-CAM or the Fig. 4 intensity).
+:meth:`DemoBackend.example_answer` is the answer the page opens with, before any click.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class DemoBackend:
         cache_dir: str | Path | None = None,
         topk: int = 5,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
+        example_query: int = 0,
     ) -> None:
         self.topk = topk
         self.max_upload_bytes = max_upload_bytes
@@ -116,6 +118,12 @@ class DemoBackend:
         loaded = [slot.retriever for slot in self.slots if slot.retriever is not None]
         cfg = loaded[0].cfg if loaded else load_config(DEFAULT_RECIPE)
         self.data: QueryGallery = load_query_gallery(dataset, data_root, cfg)
+        if not 0 <= example_query < len(self.data.query):
+            raise DemoInputError(
+                f"--example-query {example_query} does not exist: the query set has {len(self.data.query)} images; "
+                f"pick an index from 0 to {len(self.data.query) - 1}."
+            )
+        self.example_query = example_query
         cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         for slot in self.slots:
             if slot.retriever is not None:
@@ -131,9 +139,15 @@ class DemoBackend:
         return ModelSlot(weights, retriever.label, retriever=retriever)
 
     def warm_up(self) -> None:
-        """Answer one query with each map kind, so the first user's query is as fast as the next."""
+        """Answer the example query with each map kind, so the first user's query is as fast as the next."""
         for kind in MAP_KINDS:
-            self.answer(self.query_from_set(0), kind)
+            self.example_answer(kind)
+
+    def example_answer(self, map_kind: str = "gradcam") -> tuple[Query, list[ModelAnswer]]:
+        """The example query (``example_query`` of the query set) and every slot's answer: what the page
+        shows when it opens, so a visitor sees the models at work before any click."""
+        query = self.query_from_set(self.example_query)
+        return query, self.answer(query, map_kind)
 
     @property
     def errors(self) -> list[str]:

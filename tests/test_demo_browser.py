@@ -30,7 +30,6 @@ UPLOAD_LIMIT = 200_000  # bytes; small so the over-limit upload below stays chea
 TIMEOUT_MS = 120_000  # a loaded 2-core CI machine answers in seconds; this only bounds a hang
 
 
-
 def require_chromium(path: Path, required: bool) -> None:
     """Skip without the browser, or fail when the run must include the browser tests (``make test``)."""
     if path.exists():
@@ -103,8 +102,25 @@ def test_serves_on_localhost_only(served):
     assert served.url.startswith("http://127.0.0.1:")
 
 
+def _wait_for_status(page, text: str) -> None:
+    page.wait_for_function("([text]) => document.querySelector('#status')?.innerText.includes(text)", arg=[text])
+
+
+def test_page_opens_with_the_example_query_answered(page):
+    # no click: the first query of the set is shown, with both rows' top-5 and maps
+    for row in (0, 1):
+        _wait_for_images(page, f"#results-{row} img", 5)
+        _wait_for_images(page, f"#maps-{row} img", 6)
+    assert "query #0" in page.locator("#status").inner_text()
+    assert page.locator("#query-image img").count() == 1
+    captions = page.locator("#results-1").inner_text()
+    assert all(f"#{rank} d=" in captions for rank in range(1, 6))
+    assert all("first correct match at rank" in page.locator(f"#summary-{row}").inner_text() for row in (0, 1))
+
+
 def test_pick_a_query_shows_top5_and_maps_for_both_models(page, tmp_path):
     page.locator("#query-set img").nth(3).click()
+    _wait_for_status(page, "query #3")  # the page opens answered: wait for this query's answer, not the first
     for row in (0, 1):
         _wait_for_images(page, f"#results-{row} img", 5)
         _wait_for_images(page, f"#maps-{row} img", 6)
@@ -130,12 +146,13 @@ def test_bad_upload_shows_a_message_and_the_app_keeps_serving(page, tmp_path):
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_bytes(b"this is a text file with an image extension" * 20)
     page.locator("#upload input[type=file]").set_input_files(str(not_an_image))
-    page.wait_for_function("document.querySelector('#status').innerText.includes('not an image')")
+    _wait_for_status(page, "not an image")
 
     good = tmp_path / "person.png"
     Image.new("RGBA", (64, 128), (200, 30, 30, 128)).save(good)
     page.locator("#upload button[aria-label='Clear']").click()
     page.locator("#upload input[type=file]").set_input_files(str(good))
+    _wait_for_status(page, "uploaded image")
     _wait_for_images(page, "#results-0 img", 5)
     status = page.locator("#status").inner_text()
     assert "uploaded image" in status and "transparency" in status
