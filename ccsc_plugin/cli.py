@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart = commands.add_parser("quickstart", help="train baseline and CCSC on the generated set and compare")
     quickstart.add_argument("--recipe", default=None, help="quickstart recipe (default: recipes/quickstart.yaml)")
     quickstart.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    quickstart.add_argument(
+        "--real-set",
+        metavar="FOLDER",
+        help="also evaluate both models on the real crops of FOLDER/labels.csv (path,pid,camid), cross-domain "
+        "(expected near chance: they are trained on generated people), e.g. ../shared/data/cuhk03-detected-mini",
+    )
 
     table = commands.add_parser("table", help="render the paper's Tables 1-3 with measured results beside them")
     table.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, folders of runs, or result.json files")
@@ -157,7 +163,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "quickstart":
         from .quickstart import run_quickstart
 
-        run_quickstart(args.recipe, args.overrides)
+        run_quickstart(args.recipe, args.overrides, real_set=args.real_set)
     elif args.command == "table":
         from .tables import check_output, find_results, render_tables
 
