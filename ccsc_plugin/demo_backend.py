@@ -88,6 +88,20 @@ def checkpoint_message(weights: str, error: Exception) -> str:
     return f"{problem} {fix}, or pass `--weights RUN_DIR`."
 
 
+def distinct_labels(folders: Sequence[Path]) -> list[str]:
+    """Row names: each run folder's name, with as many parent folders as it takes to tell the rows apart
+    (``softmax/seed-1`` beside ``softmax_ccsc/seed-1``, where both folders are called ``seed-1``)."""
+    parts = [folder.parts for folder in folders]
+    depth = [1] * len(parts)
+    while True:
+        labels = ["/".join(names[-d:]) for names, d in zip(parts, depth, strict=True)]
+        clashes = [i for i, label in enumerate(labels) if labels.count(label) > 1 and depth[i] < len(parts[i])]
+        if not clashes:
+            return labels
+        for i in clashes:
+            depth[i] += 1
+
+
 def bordered(image: np.ndarray, colour: tuple[int, int, int], width: int = BORDER) -> np.ndarray:
     """The image inside a coloured frame (the paper's Fig. 3 green/red boxes)."""
     return np.asarray(ImageOps.expand(Image.fromarray(image), border=width, fill=colour))
@@ -115,6 +129,9 @@ class DemoBackend:
         self.topk = topk
         self.max_upload_bytes = max_upload_bytes
         self.slots = [self._load_slot(str(w)) for w in weights]
+        folders = [Path(slot.weights) if slot.retriever is None else slot.retriever.folder for slot in self.slots]
+        for slot, label in zip(self.slots, distinct_labels(folders), strict=True):
+            slot.label = label
         loaded = [slot.retriever for slot in self.slots if slot.retriever is not None]
         cfg = loaded[0].cfg if loaded else load_config(DEFAULT_RECIPE)
         self.data: QueryGallery = load_query_gallery(dataset, data_root, cfg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,15 @@ from PIL import Image
 from ccsc_plugin.checkpoint import CheckpointError, save_checkpoint
 from ccsc_plugin.cli import build_parser, main
 from ccsc_plugin.config import RecipeError
-from ccsc_plugin.demo_backend import BORDER, COLOURS, DISPLAY_SIZE, QUERY_COLOUR, DemoBackend, Query
+from ccsc_plugin.demo_backend import (
+    BORDER,
+    COLOURS,
+    DISPLAY_SIZE,
+    QUERY_COLOUR,
+    DemoBackend,
+    Query,
+    distinct_labels,
+)
 from ccsc_plugin.metrics import evaluate_rank
 from ccsc_plugin.retrieval import (
     DemoInputError,
@@ -248,6 +257,35 @@ def test_one_bad_row_leaves_the_other_rows_working(demo_checkpoints, tmp_path):
     assert demo.errors == [demo.slots[1].error] and demo.slots[0].retriever is not None
     working, broken = demo.answer(demo.query_from_set(0), "intensity")
     assert len(working.results) == 5 and broken.results == [] and "data.height must be > 0" in broken.summary
+
+
+def test_rows_of_runs_with_one_folder_name_are_told_apart(demo_checkpoints, market_root, tmp_path):
+    # the real-data benchmark's layout: runs/real_tables/<method>/seed-<N>
+    runs = tmp_path / "runs" / "real_tables"
+    for method, source in (("softmax", "baseline"), ("softmax_ccsc", "ccsc")):
+        shutil.copytree(demo_checkpoints[source], runs / method / "seed-1")
+    weights = [str(runs / "softmax" / "seed-1"), str(runs / "softmax_ccsc" / "seed-1"), str(tmp_path / "x" / "seed-1")]
+    demo = DemoBackend(weights, cache_dir=tmp_path / "cache")
+    assert [slot.label for slot in demo.slots] == ["softmax/seed-1", "softmax_ccsc/seed-1", "x/seed-1"]
+    answers = demo.answer(demo.query_from_set(0), "intensity")
+    assert [a.label for a in answers] == ["softmax/seed-1", "softmax_ccsc/seed-1", "x/seed-1"]
+    assert answers[0].summary.startswith("**softmax/seed-1**")
+
+
+@pytest.mark.parametrize(
+    ("paths", "labels"),
+    [
+        (["runs/baseline", "runs/ccsc"], ["baseline", "ccsc"]),
+        (
+            ["a/softmax/seed-1", "b/softmax/seed-1", "a/ccsc/seed-1"],
+            ["a/softmax/seed-1", "b/softmax/seed-1", "ccsc/seed-1"],
+        ),
+        (["seed-1", "runs/seed-1"], ["seed-1", "runs/seed-1"]),
+        (["runs/ccsc", "runs/ccsc"], ["runs/ccsc", "runs/ccsc"]),  # the same run twice: nothing tells them apart
+    ],
+)
+def test_distinct_labels(paths, labels):
+    assert distinct_labels([Path(p) for p in paths]) == labels
 
 
 def test_missing_default_checkpoints_say_run_make_quickstart(tmp_path, monkeypatch, market_root):

@@ -92,8 +92,13 @@ def page(served, browser):
 
 
 def _wait_for_images(page, selector: str, count: int) -> None:
+    """Wait until ``count`` images match ``selector``, all of them loaded and decoded (not just in the DOM)."""
     page.wait_for_function(
-        "([selector, count]) => document.querySelectorAll(selector).length === count", arg=[selector, count]
+        """([selector, count]) => {
+            const images = [...document.querySelectorAll(selector)];
+            return images.length === count && images.every((image) => image.complete && image.naturalWidth > 0);
+        }""",
+        arg=[selector, count],
     )
 
 
@@ -111,8 +116,8 @@ def test_page_opens_with_the_example_query_answered(page):
     for row in (0, 1):
         _wait_for_images(page, f"#results-{row} img", 5)
         _wait_for_images(page, f"#maps-{row} img", 6)
+    _wait_for_images(page, "#query-image img", 1)
     assert "query #0" in page.locator("#status").inner_text()
-    assert page.locator("#query-image img").count() == 1
     captions = page.locator("#results-1").inner_text()
     assert all(f"#{rank} d=" in captions for rank in range(1, 6))
     assert all("first correct match at rank" in page.locator(f"#summary-{row}").inner_text() for row in (0, 1))
