@@ -1,6 +1,7 @@
 """The ccsc-reid browser demo (Gradio Blocks): top-5 retrievals and response maps, baseline vs CCSC.
 
-Start it with ``make demo`` or ``ccsc-reid demo [--weights W ...] [--dataset D] [--example-query N] [--port P]``;
+Start it with ``make demo`` or
+``ccsc-reid demo [--weights W ...] [--dataset D] [--example-query N] [--host H] [--port P]``;
 ``python demo/app.py ...`` takes the same options. The logic lives in ``ccsc_plugin.demo_backend``;
 this file only lays out the page and turns answers and errors into component updates.
 """
