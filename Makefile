@@ -17,8 +17,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The real-crop step (cross-domain, near chance) runs only where the shared CUHK03 crops sit beside the checkout.
+REAL_SET ?= ../shared/data/cuhk03-detected-mini
+
 quickstart: install
-	$(VENV)/bin/ccsc-reid quickstart
+	$(VENV)/bin/ccsc-reid quickstart$(if $(wildcard $(REAL_SET)/labels.csv), --real-set $(REAL_SET))
 
 # The whole suite, browser tests included: a missing browser fails them instead of skipping them.
 test: install browser

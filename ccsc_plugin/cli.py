@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart = commands.add_parser("quickstart", help="train baseline and CCSC on the generated set and compare")
     quickstart.add_argument("--recipe", default=None, help="quickstart recipe (default: recipes/quickstart.yaml)")
     quickstart.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    quickstart.add_argument(
+        "--real-set",
+        metavar="FOLDER",
+        help="also evaluate both models on the real crops of FOLDER/labels.csv (path,pid,camid), cross-domain "
+        "(expected near chance: they are trained on generated people), e.g. ../shared/data/cuhk03-detected-mini",
+    )
 
     table = commands.add_parser("table", help="render the paper's Tables 1-3 with measured results beside them")
     table.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, folders of runs, or result.json files")
@@ -93,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         "or a folder holding labels.csv, or a Market-1501-style folder (default: the first checkpoint's test set)",
     )
     demo.add_argument("--data-root", default="reid-data", help="where torchreid datasets live (default: reid-data)")
+    demo.add_argument(
+        "--example-query",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the query (index into the query set) shown answered when the page opens (default: 0, the first)",
+    )
     demo.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, local only)")
     demo.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     demo.add_argument("--share", action="store_true", help="also open a public Gradio share link")
@@ -150,7 +163,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "quickstart":
         from .quickstart import run_quickstart
 
-        run_quickstart(args.recipe, args.overrides)
+        run_quickstart(args.recipe, args.overrides, real_set=args.real_set)
     elif args.command == "table":
         from .tables import check_output, find_results, render_tables
 
@@ -206,6 +219,7 @@ def _serve_demo(args: argparse.Namespace) -> int:
             data_root=args.data_root,
             cache_dir=args.cache_dir,
             max_upload_bytes=int(args.max_upload_mb * 2**20),
+            example_query=args.example_query,
         )
     except DemoInputError as error:
         print(f"ccsc-reid demo: error: {error}", file=sys.stderr)

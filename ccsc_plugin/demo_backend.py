@@ -5,6 +5,7 @@ the demo still serves the others), reads the query/gallery set, computes (or rea
 every slot's query and gallery features, and answers a query - picked by index from the query set or
 uploaded as bytes - with one :class:`ModelAnswer` per slot: the top-5 with green/red borders (the
 paper's Fig. 3), and a response map for the query and each match (Grad-CAM or the Fig. 4 intensity).
+:meth:`DemoBackend.example_answer` is the answer the page opens with, before any click.
 """
 
 from __future__ import annotations
@@ -87,6 +88,20 @@ def checkpoint_message(weights: str, error: Exception) -> str:
     return f"{problem} {fix}, or pass `--weights RUN_DIR`."
 
 
+def distinct_labels(folders: Sequence[Path]) -> list[str]:
+    """Row names: each run folder's name, with as many parent folders as it takes to tell the rows apart
+    (``softmax/seed-1`` beside ``softmax_ccsc/seed-1``, where both folders are called ``seed-1``)."""
+    parts = [folder.parts for folder in folders]
+    depth = [1] * len(parts)
+    while True:
+        labels = ["/".join(names[-d:]) for names, d in zip(parts, depth, strict=True)]
+        clashes = [i for i, label in enumerate(labels) if labels.count(label) > 1 and depth[i] < len(parts[i])]
+        if not clashes:
+            return labels
+        for i in clashes:
+            depth[i] += 1
+
+
 def bordered(image: np.ndarray, colour: tuple[int, int, int], width: int = BORDER) -> np.ndarray:
     """The image inside a coloured frame (the paper's Fig. 3 green/red boxes)."""
     return np.asarray(ImageOps.expand(Image.fromarray(image), border=width, fill=colour))
@@ -109,13 +124,23 @@ class DemoBackend:
         cache_dir: str | Path | None = None,
         topk: int = 5,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
+        example_query: int = 0,
     ) -> None:
         self.topk = topk
         self.max_upload_bytes = max_upload_bytes
         self.slots = [self._load_slot(str(w)) for w in weights]
+        folders = [Path(slot.weights) if slot.retriever is None else slot.retriever.folder for slot in self.slots]
+        for slot, label in zip(self.slots, distinct_labels(folders), strict=True):
+            slot.label = label
         loaded = [slot.retriever for slot in self.slots if slot.retriever is not None]
         cfg = loaded[0].cfg if loaded else load_config(DEFAULT_RECIPE)
         self.data: QueryGallery = load_query_gallery(dataset, data_root, cfg)
+        if not 0 <= example_query < len(self.data.query):
+            raise DemoInputError(
+                f"--example-query {example_query} does not exist: the query set has {len(self.data.query)} images; "
+                f"pick an index from 0 to {len(self.data.query) - 1}."
+            )
+        self.example_query = example_query
         cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         for slot in self.slots:
             if slot.retriever is not None:
@@ -131,9 +156,15 @@ class DemoBackend:
         return ModelSlot(weights, retriever.label, retriever=retriever)
 
     def warm_up(self) -> None:
-        """Answer one query with each map kind, so the first user's query is as fast as the next."""
+        """Answer the example query with each map kind, so the first user's query is as fast as the next."""
         for kind in MAP_KINDS:
-            self.answer(self.query_from_set(0), kind)
+            self.example_answer(kind)
+
+    def example_answer(self, map_kind: str = "gradcam") -> tuple[Query, list[ModelAnswer]]:
+        """The example query (``example_query`` of the query set) and every slot's answer: what the page
+        shows when it opens, so a visitor sees the models at work before any click."""
+        query = self.query_from_set(self.example_query)
+        return query, self.answer(query, map_kind)
 
     @property
     def errors(self) -> list[str]:

@@ -161,8 +161,10 @@ class Retriever:
         path = ckpt.latest_checkpoint(weights) if Path(weights).is_dir() else Path(weights)
         self.model, self.cfg = model_from_checkpoint(ckpt.load_checkpoint(path), origin=str(path))
         self.path = path
-        # A run folder's name ("baseline", "ccsc"), or the file's stem for a checkpoint outside a run folder.
-        self.label = path.parent.parent.name if path.parent.name == ckpt.CHECKPOINT_DIR else path.stem
+        # The run folder ("runs/quickstart/ccsc"), or the file without its suffix for a checkpoint outside one;
+        # its name ("ccsc") labels the model.
+        self.folder = path.parent.parent if path.parent.name == ckpt.CHECKPOINT_DIR else path.with_suffix("")
+        self.label = self.folder.name
         self.size = (int(self.cfg.data.height), int(self.cfg.data.width))
         self.metric = str(self.cfg.test.dist_metric)
         self.normalize_feature = bool(self.cfg.test.normalize_feature)

@@ -1,6 +1,7 @@
 """The ccsc-reid browser demo (Gradio Blocks): top-5 retrievals and response maps, baseline vs CCSC.
 
-Start it with ``make demo`` or ``ccsc-reid demo [--weights W ...] [--dataset D] [--host H] [--port P]``;
+Start it with ``make demo`` or
+``ccsc-reid demo [--weights W ...] [--dataset D] [--example-query N] [--host H] [--port P]``;
 ``python demo/app.py ...`` takes the same options. The logic lives in ``ccsc_plugin.demo_backend``;
 this file only lays out the page and turns answers and errors into component updates.
 """
@@ -39,9 +40,10 @@ def _answer_updates(answers: list[ModelAnswer]) -> list:
     return updates
 
 
-def _tile_row(label: str, elem_id: str, topk: int, visible: bool) -> gr.Gallery:
+def _tile_row(label: str, elem_id: str, topk: int, visible: bool, value: list) -> gr.Gallery:
     """One row of tiles: the top-k matches, or their response maps and the query's."""
     return gr.Gallery(
+        value=value,
         label=label,
         columns=topk + 1,
         fit_columns=False,
@@ -54,8 +56,14 @@ def _tile_row(label: str, elem_id: str, topk: int, visible: bool) -> gr.Gallery:
 
 
 def build_app(backend: DemoBackend) -> gr.Blocks:
-    """The page: query picker and upload, a map switch, then one row of top-5 and maps per checkpoint."""
+    """The page: query picker and upload, a map switch, then one row of top-5 and maps per checkpoint.
+
+    It opens with the backend's example query already answered (computed once here, so a page load
+    costs no model time): the visitor sees both rows at work before any click.
+    """
     data = backend.data
+    default_kind = MAP_CHOICES[0][1]
+    example, example_answers = backend.example_answer(default_kind)
     with gr.Blocks(title="ccsc-reid demo", analytics_enabled=False) as app:
         gr.Markdown(
             f"# ccsc-reid: who is this person?\n"
@@ -81,23 +89,28 @@ def build_app(backend: DemoBackend) -> gr.Blocks:
                     elem_id="upload",
                 )
             with gr.Column(scale=1):
-                query_view = gr.Image(label="Query", interactive=False, height=260, elem_id="query-image")
-                map_kind = gr.Radio(MAP_CHOICES, value="gradcam", label="Response map", elem_id="map-kind")
-                status = gr.Markdown("Pick a query or upload an image.", elem_id="status")
+                query_view = gr.Image(
+                    display_tile(example.image), label="Query", interactive=False, height=260, elem_id="query-image"
+                )
+                map_kind = gr.Radio(MAP_CHOICES, value=default_kind, label="Response map", elem_id="map-kind")
+                status = gr.Markdown(f"{_status(example)}\n\nPick another query or upload an image.", elem_id="status")
         rows = []
-        for index, slot in enumerate(backend.slots):
+        for index, (slot, answer) in enumerate(zip(backend.slots, example_answers, strict=True)):
             with gr.Group():
-                summary = gr.Markdown(f"### {slot.label}" if slot.error is None else f"⚠️ {slot.error}")
+                summary = gr.Markdown(answer.summary, elem_id=f"summary-{index}")
                 visible = slot.error is None
-                results = _tile_row(f"{slot.label}: top-{backend.topk}", f"results-{index}", backend.topk, visible)
+                results = _tile_row(
+                    f"{slot.label}: top-{backend.topk}", f"results-{index}", backend.topk, visible, answer.results
+                )
                 maps = _tile_row(
                     f"{slot.label}: response maps of each match, then of the query",
                     f"maps-{index}",
                     backend.topk,
                     visible,
+                    answer.maps,
                 )
             rows += [summary, results, maps]
-        current = gr.State(None)  # the Query being shown, re-answered when the map switch changes
+        current = gr.State(example)  # the Query being shown, re-answered when the map switch changes
         outputs = [current, query_view, status, *rows]
 
         def respond(make_query, kind):
@@ -123,9 +136,7 @@ def build_app(backend: DemoBackend) -> gr.Blocks:
         def on_upload(payload: bytes | None, kind: str):
             return respond(lambda: backend.query_from_upload(payload), kind)
 
-        def on_switch(query: Query | None, kind: str):
-            if query is None:
-                return [gr.skip()] * len(outputs)
+        def on_switch(query: Query, kind: str):
             return respond(lambda: query, kind)
 
         picker.select(on_pick, inputs=[map_kind], outputs=outputs)

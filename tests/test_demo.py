@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,15 @@ from PIL import Image
 from ccsc_plugin.checkpoint import CheckpointError, save_checkpoint
 from ccsc_plugin.cli import build_parser, main
 from ccsc_plugin.config import RecipeError
-from ccsc_plugin.demo_backend import BORDER, COLOURS, QUERY_COLOUR, DemoBackend, Query
+from ccsc_plugin.demo_backend import (
+    BORDER,
+    COLOURS,
+    DISPLAY_SIZE,
+    QUERY_COLOUR,
+    DemoBackend,
+    Query,
+    distinct_labels,
+)
 from ccsc_plugin.metrics import evaluate_rank
 from ccsc_plugin.retrieval import (
     DemoInputError,
@@ -30,9 +39,21 @@ from ccsc_plugin.visualisation import gradcam_maps, intensity_maps, overlay
 
 
 @pytest.fixture(scope="module")
-def backend(demo_checkpoints, tmp_path_factory) -> DemoBackend:
-    cache = tmp_path_factory.mktemp("feature-cache")
-    return DemoBackend([str(demo_checkpoints["baseline"]), str(demo_checkpoints["ccsc"])], cache_dir=cache)
+def feature_cache(tmp_path_factory) -> Path:
+    """One feature cache for the module: each checkpoint's features of a set are computed once."""
+    return tmp_path_factory.mktemp("feature-cache")
+
+
+@pytest.fixture(scope="module")
+def backend(demo_checkpoints, feature_cache) -> DemoBackend:
+    return DemoBackend([str(demo_checkpoints["baseline"]), str(demo_checkpoints["ccsc"])], cache_dir=feature_cache)
+
+
+@pytest.fixture(scope="module")
+def real_backend(demo_checkpoints, feature_cache, shared_cuhk03) -> DemoBackend:
+    """Both rows over the real CUHK03 crops of the shared folder (skipped when it is absent)."""
+    weights = [str(demo_checkpoints["baseline"]), str(demo_checkpoints["ccsc"])]
+    return DemoBackend(weights, dataset=str(shared_cuhk03), cache_dir=feature_cache)
 
 
 def _png(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -84,6 +105,43 @@ def test_shared_cuhk03_csv(shared_cuhk03):
     assert len(data.query) == 200  # 100 identities x 2 cameras
     assert len(data.query) + len(data.gallery) == 938
     assert all(Path(item.path).is_file() for item in data.query[:5])
+
+
+def test_demo_reads_real_crops_with_one_query_per_camera(real_backend, shared_cuhk03):
+    with open(shared_cuhk03 / "labels.csv", newline="") as handle:
+        rows = [
+            (str((shared_cuhk03 / r["path"]).resolve()), int(r["pid"]), int(r["camid"])) for r in csv.DictReader(handle)
+        ]
+    first = {}
+    for row in rows:  # the README's protocol: per identity, the first image of each camera is a query
+        first.setdefault(row[1:], row)
+    data = real_backend.data
+    assert data.name == "cuhk03-detected-mini" and len(first) == 200
+    assert sorted((q.path, q.pid, q.camid) for q in data.query) == sorted(first.values())
+    assert sorted((g.path, g.pid, g.camid) for g in data.gallery) == sorted(set(rows) - set(first.values()))
+    assert len({Image.open(item.path).size for item in data.query}) > 1  # real JPEGs of varying sizes
+
+
+def test_demo_answers_a_real_crop_query_in_both_rows(real_backend):
+    query, answers = real_backend.example_answer()
+    assert query.index == 0 and query.pid is not None
+    framed = (DISPLAY_SIZE[0] + 2 * BORDER, DISPLAY_SIZE[1] + 2 * BORDER, 3)
+    for answer in answers:
+        assert len(answer.results) == 5 and len(answer.maps) == 6
+        assert all(tile.shape == framed for tile, _ in answer.results + answer.maps)
+        assert [tuple(tile[0, 0]) for tile, _ in answer.results] == [COLOURS[m.correct] for m in answer.ranking.matches]
+        assert "AP" in answer.summary
+
+
+def test_cli_demo_serves_the_real_crops(demo_checkpoints, shared_cuhk03, feature_cache, recorded_launch):
+    weights = [arg for name in ("baseline", "ccsc") for arg in ("--weights", str(demo_checkpoints[name]))]
+    args = ["--dataset", str(shared_cuhk03), "--example-query", "3", "--cache-dir", str(feature_cache)]
+    assert main(["demo", *weights, *args]) == 0
+    (call,) = recorded_launch
+    values = {block.elem_id: block.value for block in call["app"].blocks.values() if block.elem_id}
+    assert "query #3" in values["status"]
+    assert all(len(values[f"results-{row}"]) == 5 and len(values[f"maps-{row}"]) == 6 for row in (0, 1))
+    assert any("cuhk03-detected-mini" in str(block.value) for block in call["app"].blocks.values())
 
 
 @pytest.mark.parametrize(
@@ -199,6 +257,35 @@ def test_one_bad_row_leaves_the_other_rows_working(demo_checkpoints, tmp_path):
     assert demo.errors == [demo.slots[1].error] and demo.slots[0].retriever is not None
     working, broken = demo.answer(demo.query_from_set(0), "intensity")
     assert len(working.results) == 5 and broken.results == [] and "data.height must be >= 1" in broken.summary
+
+
+def test_rows_of_runs_with_one_folder_name_are_told_apart(demo_checkpoints, market_root, tmp_path):
+    # the real-data benchmark's layout: runs/real_tables/<method>/seed-<N>
+    runs = tmp_path / "runs" / "real_tables"
+    for method, source in (("softmax", "baseline"), ("softmax_ccsc", "ccsc")):
+        shutil.copytree(demo_checkpoints[source], runs / method / "seed-1")
+    weights = [str(runs / "softmax" / "seed-1"), str(runs / "softmax_ccsc" / "seed-1"), str(tmp_path / "x" / "seed-1")]
+    demo = DemoBackend(weights, cache_dir=tmp_path / "cache")
+    assert [slot.label for slot in demo.slots] == ["softmax/seed-1", "softmax_ccsc/seed-1", "x/seed-1"]
+    answers = demo.answer(demo.query_from_set(0), "intensity")
+    assert [a.label for a in answers] == ["softmax/seed-1", "softmax_ccsc/seed-1", "x/seed-1"]
+    assert answers[0].summary.startswith("**softmax/seed-1**")
+
+
+@pytest.mark.parametrize(
+    ("paths", "labels"),
+    [
+        (["runs/baseline", "runs/ccsc"], ["baseline", "ccsc"]),
+        (
+            ["a/softmax/seed-1", "b/softmax/seed-1", "a/ccsc/seed-1"],
+            ["a/softmax/seed-1", "b/softmax/seed-1", "ccsc/seed-1"],
+        ),
+        (["seed-1", "runs/seed-1"], ["seed-1", "runs/seed-1"]),
+        (["runs/ccsc", "runs/ccsc"], ["runs/ccsc", "runs/ccsc"]),  # the same run twice: nothing tells them apart
+    ],
+)
+def test_distinct_labels(paths, labels):
+    assert distinct_labels([Path(p) for p in paths]) == labels
 
 
 def test_missing_default_checkpoints_say_run_make_quickstart(tmp_path, monkeypatch, market_root):
@@ -363,6 +450,30 @@ def test_query_index_out_of_range(backend):
         backend.query_from_set(len(backend.data.query))
 
 
+@pytest.mark.parametrize("index", [0, 4])
+def test_example_answer_is_the_chosen_query_answered(demo_checkpoints, feature_cache, index):
+    demo = DemoBackend(
+        [str(demo_checkpoints["baseline"]), str(demo_checkpoints["ccsc"])],
+        cache_dir=feature_cache,
+        example_query=index,
+    )
+    query, answers = demo.example_answer()
+    chosen = demo.data.query[index]
+    assert query.index == index and (query.pid, query.camid) == (chosen.pid, chosen.camid)
+    expected = demo.answer(demo.query_from_set(index), "gradcam")
+    for answer, reference in zip(answers, expected, strict=True):
+        assert len(answer.results) == 5 and len(answer.maps) == 6
+        assert [m.index for m in answer.ranking.matches] == [m.index for m in reference.ranking.matches]
+        assert [tuple(tile[0, 0]) for tile, _ in answer.results] == [COLOURS[m.correct] for m in answer.ranking.matches]
+        np.testing.assert_array_equal(answer.maps[0][0], reference.maps[0][0])  # Grad-CAM, the page's default
+
+
+@pytest.mark.parametrize("index", [-1, 10_000])
+def test_example_query_out_of_range_is_an_error_naming_the_option(demo_checkpoints, tmp_path, index):
+    with pytest.raises(DemoInputError, match=r"--example-query .* the query set has \d+ images"):
+        DemoBackend([str(demo_checkpoints["ccsc"])], cache_dir=tmp_path, example_query=index)
+
+
 def test_query_answer_uses_its_cached_feature(backend):
     query = backend.query_from_set(2)
     from_cache = backend.answer(query, "intensity")[0].ranking
@@ -380,7 +491,7 @@ def recorded_launch(monkeypatch):
     import gradio as gr
 
     calls = []
-    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: calls.append({"app": self, **kwargs}))
     return calls
 
 
@@ -405,3 +516,11 @@ def test_cli_demo_bad_dataset_is_an_error_before_serving(demo_checkpoints, tmp_p
     code = main(["demo", "--weights", str(demo_checkpoints["ccsc"]), "--dataset", "nope", "--cache-dir", str(tmp_path)])
     assert code == 2 and not recorded_launch
     assert "Unknown dataset 'nope'" in capsys.readouterr().err
+
+
+def test_cli_demo_example_query_out_of_range_is_an_error_before_serving(
+    demo_checkpoints, tmp_path, recorded_launch, capsys
+):
+    args = ["--weights", str(demo_checkpoints["ccsc"]), "--example-query", "999", "--cache-dir", str(tmp_path)]
+    assert main(["demo", *args]) == 2 and not recorded_launch
+    assert "--example-query 999" in capsys.readouterr().err

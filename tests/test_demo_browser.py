@@ -92,8 +92,13 @@ def page(served, browser):
 
 
 def _wait_for_images(page, selector: str, count: int) -> None:
+    """Wait until ``count`` images match ``selector``, all of them loaded and decoded (not just in the DOM)."""
     page.wait_for_function(
-        "([selector, count]) => document.querySelectorAll(selector).length === count", arg=[selector, count]
+        """([selector, count]) => {
+            const images = [...document.querySelectorAll(selector)];
+            return images.length === count && images.every((image) => image.complete && image.naturalWidth > 0);
+        }""",
+        arg=[selector, count],
     )
 
 
@@ -102,8 +107,25 @@ def test_serves_on_localhost_only(served):
     assert served.url.startswith("http://127.0.0.1:")
 
 
+def _wait_for_status(page, text: str) -> None:
+    page.wait_for_function("([text]) => document.querySelector('#status')?.innerText.includes(text)", arg=[text])
+
+
+def test_page_opens_with_the_example_query_answered(page):
+    # no click: the first query of the set is shown, with both rows' top-5 and maps
+    for row in (0, 1):
+        _wait_for_images(page, f"#results-{row} img", 5)
+        _wait_for_images(page, f"#maps-{row} img", 6)
+    _wait_for_images(page, "#query-image img", 1)
+    assert "query #0" in page.locator("#status").inner_text()
+    captions = page.locator("#results-1").inner_text()
+    assert all(f"#{rank} d=" in captions for rank in range(1, 6))
+    assert all("first correct match at rank" in page.locator(f"#summary-{row}").inner_text() for row in (0, 1))
+
+
 def test_pick_a_query_shows_top5_and_maps_for_both_models(page, tmp_path):
     page.locator("#query-set img").nth(3).click()
+    _wait_for_status(page, "query #3")  # the page opens answered: wait for this query's answer, not the first
     for row in (0, 1):
         _wait_for_images(page, f"#results-{row} img", 5)
         _wait_for_images(page, f"#maps-{row} img", 6)
@@ -129,12 +151,13 @@ def test_bad_upload_shows_a_message_and_the_app_keeps_serving(page, tmp_path):
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_bytes(b"this is a text file with an image extension" * 20)
     page.locator("#upload input[type=file]").set_input_files(str(not_an_image))
-    page.wait_for_function("document.querySelector('#status').innerText.includes('not an image')")
+    _wait_for_status(page, "not an image")
 
     good = tmp_path / "person.png"
     Image.new("RGBA", (64, 128), (200, 30, 30, 128)).save(good)
     page.locator("#upload button[aria-label='Clear']").click()
     page.locator("#upload input[type=file]").set_input_files(str(good))
+    _wait_for_status(page, "uploaded image")
     _wait_for_images(page, "#results-0 img", 5)
     status = page.locator("#status").inner_text()
     assert "uploaded image" in status and "transparency" in status

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from ccsc_plugin import pipeline
 from ccsc_plugin.checkpoint import latest_checkpoint
-from ccsc_plugin.quickstart import REAL_SET, REAL_SET_NAME, RUNS, format_comparison, run_quickstart
+from ccsc_plugin.cli import build_parser, main
+from ccsc_plugin.quickstart import RUNS, cross_domain_label, cross_domain_note, format_comparison, run_quickstart
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY_QUICKSTART = [
     "data.synthcam={num_train_ids: 6, num_test_ids: 4, num_cams: 3, images_per_cam: 2, height: 64, width: 32, seed: 1}",
@@ -21,17 +26,63 @@ TINY_QUICKSTART = [
 ]
 
 
-def test_real_set_resolves_beside_the_checkout():
-    assert REAL_SET == Path(__file__).resolve().parents[2] / "shared" / "data" / "cuhk03-detected-mini"
+def test_runs_are_where_the_demo_looks():
     assert {folder for folder, _ in RUNS.values()} == {"baseline", "ccsc"}  # the demo's default paths
 
 
+def test_real_set_is_opt_in_on_the_command_line():
+    assert build_parser().parse_args(["quickstart"]).real_set is None
+    assert build_parser().parse_args(["quickstart", "--real-set", "crops"]).real_set == "crops"
+
+
+@pytest.mark.parametrize("problem", ["no-folder", "no-labels-csv"])
+def test_real_set_without_labels_csv_is_an_error_before_training(tmp_path, monkeypatch, capsys, problem):
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although --real-set is unusable")
+
+    monkeypatch.setattr(pipeline, "train", no_training)
+    folder = tmp_path / "crops"
+    if problem == "no-labels-csv":
+        folder.mkdir()
+    assert main(["quickstart", "--real-set", str(folder), "--set", f"data.save_dir={tmp_path / 'runs' / 'ccsc'}"]) == 2
+    err = capsys.readouterr().err
+    assert f"--real-set {folder}" in err and "labels.csv" in err and "leave --real-set out" in err
+
+
+@pytest.mark.parametrize("real_set", ["default", "present", "absent"])
+def test_make_quickstart_passes_the_real_set_only_when_it_exists(tmp_path, market_csv, real_set):
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / ".installed").touch()  # newer than pyproject.toml: make installs nothing
+    command = ["make", "-n", "--no-print-directory", "-C", str(REPO), "quickstart", f"VENV={venv}"]
+    if real_set == "default":  # ../shared/data/cuhk03-detected-mini, used where this checkout has it
+        folder = "../shared/data/cuhk03-detected-mini"
+        expected = (REPO / folder / "labels.csv").is_file()
+    else:
+        folder, expected = str(market_csv if real_set == "present" else tmp_path / "absent"), real_set == "present"
+        command.append(f"REAL_SET={folder}")
+    line = subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+    assert line.startswith(f"{venv}/bin/ccsc-reid quickstart")
+    assert line.endswith(f" --real-set {folder}") == expected and ("--real-set" in line) == expected
+
+
+def test_cross_domain_note_on_the_shared_crops(shared_cuhk03):
+    note = cross_domain_note(shared_cuhk03 / "labels.csv", "synthcam")
+    assert "trained on generated people only (synthcam)" in note and "100 people" in note
+    assert "expected near chance" in note and "a random ranking scores 0.5 % rank-1" in note
+    assert cross_domain_label("cuhk03-detected-mini", "synthcam") == (
+        "cuhk03-detected-mini, cross-domain from synthcam: expected near chance"
+    )
+
+
 @pytest.mark.slow
-def test_quickstart_trains_saves_and_compares(tmp_path, market_csv, capsys):
+@pytest.mark.parametrize("with_real_set", [True, False])
+def test_quickstart_trains_saves_and_compares(tmp_path, market_csv, capsys, with_real_set):
     runs = tmp_path / "runs" / "quickstart"
     overrides = [*TINY_QUICKSTART, f"data.root={tmp_path / 'data'}", f"data.save_dir={runs / 'ccsc'}"]
-    results = run_quickstart(overrides=overrides, real_set=market_csv)
-    assert set(results) == {"synthcam", REAL_SET_NAME}
+    results = run_quickstart(overrides=overrides, real_set=market_csv if with_real_set else None)
+    real_label = cross_domain_label(market_csv.name, "synthcam")
+    assert set(results) == ({"synthcam", market_csv.name} if with_real_set else {"synthcam"})
     for by_method in results.values():
         assert list(by_method) == list(RUNS)
         assert all(0.0 <= r["rank1"] <= 1.0 and 0.0 <= r["mAP"] <= 1.0 for r in by_method.values())
@@ -39,17 +90,22 @@ def test_quickstart_trains_saves_and_compares(tmp_path, market_csv, capsys):
     assert results["synthcam"]["softmax (baseline)"]["method"] == "softmax"
     for folder in ("baseline", "ccsc"):
         assert latest_checkpoint(runs / folder).name == "epoch-002.pt"
-        assert len(list((runs / folder / "tests").glob("csv-epoch-002-*.json"))) == 1  # beside result.json
+        real_tests = list((runs / folder / "tests").glob("csv-epoch-002-*.json"))  # beside result.json
+        assert len(real_tests) == int(with_real_set)
         assert (runs / folder / "result.json").is_file()
     out = capsys.readouterr().out
     assert format_comparison(results) in out
-    assert out.count(f"| {REAL_SET_NAME} (cross-domain) |") == 2
+    assert out.count(f"| {real_label} |") == 2 * int(with_real_set)
+    if with_real_set:
+        assert out.count(cross_domain_note(market_csv / "labels.csv", "synthcam")) == 2  # at the step, under the table
+    else:
+        assert "real-crop step skipped: pass --real-set FOLDER" in out
 
 
 def test_comparison_table_lists_every_dataset_and_method():
     results = {
         "synthcam": {"softmax (baseline)": {"dataset": "synthcam", "rank1": 0.5, "mAP": 0.25}},
-        REAL_SET_NAME: {"softmax + CCSC": {"dataset": "real", "rank1": 0.125, "mAP": 0.07}},
+        "real": {"softmax + CCSC": {"dataset": "real", "rank1": 0.125, "mAP": 0.07}},
     }
     table = format_comparison(results).splitlines()
     assert table[2] == "| synthcam | softmax (baseline) | 50.0 | 25.0 |"
