@@ -204,8 +204,11 @@ def prepare(runs: Sequence[Run]) -> list[tuple[Run, str]]:
     return states
 
 
-def run_all(states: Sequence[tuple[Run, str]]) -> dict[str, list[dict[str, Any]]]:
-    """Train, resume or read back every run; return the results per recipe, in seed order."""
+def run_all(states: Sequence[tuple[Run, str]], report_only: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Train, resume or read back every run; return the results per recipe, in seed order.
+
+    ``report_only`` reads back the finished runs and trains nothing: the others are reported as not run.
+    """
     results: dict[str, list[dict[str, Any]]] = {}
     recorded = (read_result(run.folder).get("wall_time_s") for run, state in states if state == DONE)
     timed = [seconds for seconds in recorded if seconds is not None]  # the estimate starts from the finished runs
@@ -215,6 +218,9 @@ def run_all(states: Sequence[tuple[Run, str]]) -> dict[str, list[dict[str, Any]]
         if state == DONE:
             log(f"{where}: done, read back from {run.folder / RESULT_FILE}")
             result = read_result(run.folder)
+        elif report_only:
+            log(f"{where}: not finished, left out of the tables (--report-only)")
+            continue
         else:
             verb = "resuming from its last checkpoint" if state == RESUME else "training"
             log(f"{where}: {verb} in {run.folder}; {(time.time() - start) / 60:.0f} min so far, {eta(timed, left)}")
@@ -449,6 +455,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"where the runs live (default: {RUNS_DIR}, with --validation {VAL_RUNS_DIR})",
     )
+    parser.add_argument(
+        "--report-only", action="store_true", help="tabulate the finished runs, train nothing (the rest: not run)"
+    )
     parser.add_argument("--recipes", type=Path, default=RECIPES_DIR, help="folder of the six recipes")
     parser.add_argument(
         "--output",
@@ -487,7 +496,7 @@ def benchmark(args: argparse.Namespace) -> None:
     states = prepare(runs)
     counts = {state: sum(found == state for _, found in states) for state in (DONE, RESUME, START)}
     log(f"{len(runs)} runs in {runs_dir}: {counts[DONE]} done, {counts[RESUME]} to resume, {counts[START]} to train")
-    results = run_all(states)
+    results = run_all(states, args.report_only)
     report = render_report(results, [describe_setting(run.config()) for run in runs], args.validation)
     print(report)
     output.write_text(report)

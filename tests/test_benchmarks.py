@@ -353,7 +353,8 @@ class FakeTrain:
             "recipe": recipe,
             "epochs": epochs,
         }
-        write_result(folder, {**result, "save_dir": str(folder.resolve())})
+        result["save_dir"] = str(folder.resolve())
+        write_result(folder, result)
         return result
 
 
@@ -442,6 +443,23 @@ def test_benchmark_trains_the_missing_resumes_the_interrupted_and_reads_back_the
     assert real_tables.main(argv) == 0  # everything is done now: read back, nothing trained
     assert fake.calls == []
     assert table_rows(output.read_text(), "Table 1") == table_rows(report, "Table 1")
+
+
+def test_report_only_tabulates_the_finished_runs_and_trains_nothing(quick_recipes, tmp_path, monkeypatch):
+    fake = FakeTrain()
+    monkeypatch.setattr(real_tables.pipeline, "train", fake)
+    runs_dir, output = tmp_path / "runs", tmp_path / "tables.md"
+    runs = real_tables.plan(
+        ["softmax", "softmax_ccsc"], [1], [1], runs_dir, ["train.max_epoch=2"], recipes_dir=quick_recipes
+    )
+    finished(runs[0], "train.max_epoch=2")
+    interrupted(runs[1], "train.max_epoch=2")
+    argv = ["--recipes", str(quick_recipes), "--runs-dir", str(runs_dir), "--output", str(output), "--report-only"]
+    argv += ["--figure", str(tmp_path / "gap.png"), "--seeds", "1", "--set", "train.max_epoch=2"]
+    assert real_tables.main([*argv, "--only", "softmax", "--only", "softmax_ccsc"]) == 0
+    assert fake.calls == []
+    rows = table_rows(output.read_text(), "Table 1")
+    assert rows["Softmax (baseline)"][:3] == ["11.0", "21.0", "1"] and "not run" in rows["Softmax + CCSC"]
 
 
 def test_benchmark_stops_before_training_when_a_folder_holds_another_run(quick_recipes, tmp_path, monkeypatch, capsys):
