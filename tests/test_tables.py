@@ -169,7 +169,8 @@ def test_table_output_that_cannot_be_written_exits_2_before_rendering(tmp_path, 
 
 
 def gap_block(same: float, cross: float | None, other: float) -> dict:
-    return {"same_camera": same, "cross_camera": cross, "different_person": other, "gap": cross and same - cross}
+    gap = None if cross is None else same - cross
+    return {"same_camera": same, "cross_camera": cross, "different_person": other, "gap": gap}
 
 
 def test_table_lists_the_camera_gap_of_each_run_that_has_one():
