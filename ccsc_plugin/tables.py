@@ -2,7 +2,9 @@
 
 Published numbers come from ``paper_results.yaml`` (package data: the paper's Tables 1-4). Measured
 numbers come from the ``result.json`` files of training runs (:mod:`ccsc_plugin.results`), matched to a
-cell by their ``dataset`` and ``method``; several runs of one cell are averaged. Test results
+cell by their ``dataset`` and ``method``; several runs of one cell are averaged. CPU-scale runs on real
+people (the ``csv`` dataset tested on a CUHK03-detected folder, ``benchmarks/real_tables.py``) get a table of
+their own beside the paper's cell of that setting, labelled as such. Test results
 (``ccsc-reid test``, ``kind: test``) are listed in a table of their own, each under the dataset it scored.
 A last table gives each run's camera gap (``camera_gap`` in ``result.json``, see :mod:`ccsc_plugin.camera_gap`).
 """
@@ -23,6 +25,9 @@ RENDERED_TABLES = (1, 2, 3)
 METRICS = ("rank1", "mAP")
 TABLE_KEYS = ("dataset", "method", *METRICS, "epochs")  # what a row needs from a result.json
 METRIC_LABELS = {"rank1": "R-1", "mAP": "mAP"}
+# Real-data runs at CPU scale (``dataset: csv``), by the folder name their ``test_set`` starts with: shown beside
+# the paper's cell of that setting, labelled as a CPU-scale run, never averaged into it.
+CPU_SCALE_TEST_SETS = {"cuhk03-detected": "cuhk03-detected"}
 GAP_COLUMNS = {"same_camera": "Same camera", "cross_camera": "Cross-camera", "different_person": "Other people"}
 
 
@@ -103,6 +108,37 @@ def render_table(number: int, paper: dict[str, Any], measured: dict[tuple[str, s
     return "\n".join(lines)
 
 
+def cpu_scale_setting(result: dict[str, Any]) -> str | None:
+    """The paper's dataset setting a CPU-scale real-data run is shown beside, or None for other results."""
+    test_set = str(result.get("test_set", ""))
+    if result.get("dataset") != "csv":
+        return None
+    return next((setting for prefix, setting in CPU_SCALE_TEST_SETS.items() if test_set.startswith(prefix)), None)
+
+
+def render_cpu_scale(runs: Sequence[dict[str, Any]], paper: dict[str, Any]) -> str:
+    """CPU-scale real-data runs, one row per test set and method (mean over runs), beside the paper's cell."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        grouped[(str(run.get("test_set")), str(run.get("method")))].append(run)
+    lines = [
+        "### CPU-scale runs on real people (not a reproduction: the paper's cell is its own setting, ResNet-50 from "
+        "ImageNet at 384x128 on CUHK03's 767/700 split)",
+        "",
+        "| Test set | Method | Paper setting | Paper R-1 | Paper mAP | Measured R-1 | Measured mAP | Runs | Epochs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (test_set, method), group in sorted(grouped.items()):
+        setting = cpu_scale_setting(group[0])
+        published = paper["results"][setting].get(method, {}) if method in paper["methods"] else {}
+        row = [test_set, paper["methods"].get(method, method), paper["datasets"][setting]]
+        row += [_fmt(published.get(metric), "-") for metric in METRICS]
+        row += [_fmt(_mean_percent(group, metric), "–") for metric in METRICS]
+        row += [str(len(group)), ", ".join(sorted({str(run.get("epochs")) for run in group}))]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def render_tests(tests: Sequence[dict[str, Any]], paper: dict[str, Any]) -> str:
     """Test results, one row each under the dataset it scored, with the checkpoint it scored."""
     lines = [
@@ -145,12 +181,14 @@ def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = REN
     and the camera gaps."""
     paper = load_paper_results()
     measured: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    unmatched = []
+    unmatched, cpu_scale = [], []
     tests = [result for result in results if result.get("kind") == "test"]  # no kind: a training run
     for result in (result for result in results if result.get("kind") != "test"):
         key = (result.get("dataset"), result.get("method"))
         if key[0] in paper["datasets"] and key[1] in paper["methods"]:
             measured[key].append(result)
+        elif cpu_scale_setting(result) is not None:
+            cpu_scale.append(result)
         else:
             unmatched.append(result)
     parts = [render_table(number, paper, measured) for number in tables]
@@ -159,6 +197,8 @@ def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = REN
         "ccsc_plugin/paper_results.yaml). Measured: mean over the matching result.json files "
         "(not run = none given). Δ = measured - paper."
     )
+    if cpu_scale:
+        parts.append(render_cpu_scale(cpu_scale, paper))
     if unmatched:
         listed = ", ".join(f"{r.get('save_dir')} ({r.get('dataset')}, {r.get('method')})" for r in unmatched)
         parts.append(f"Not in Tables {', '.join(map(str, tables))}: {listed}.")

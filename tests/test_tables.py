@@ -199,3 +199,30 @@ def test_table_lists_the_camera_gap_of_each_run_that_has_one():
     assert row(gaps, "Market-1501", "Softmax + CCSC")[2:] == ["test", "runs/t", "0.900", "–", "-0.020", "–"]
     assert "runs/older" not in gaps
     assert "Camera gap" not in render_tables([dict(A_RESULT, save_dir="runs/older")])
+
+
+def test_cpu_scale_real_runs_sit_beside_the_papers_cell_labelled_as_such():
+    real = dict(A_RESULT, dataset="csv", test_set="cuhk03-detected-mini", epochs=15)
+    results = [
+        dict(real, rank1=0.10, mAP=0.12, save_dir="runs/a"),
+        dict(real, rank1=0.20, mAP=0.14, save_dir="runs/b"),
+        dict(real, method="softmax+ccsc", rank1=0.3, mAP=0.2, save_dir="runs/c"),
+        dict(A_RESULT, dataset="csv", test_set="my-own-photos", save_dir="runs/mine"),  # no paper setting
+    ]
+    markdown = render_tables(results)
+    section = table_sections(markdown)["CPU-scale runs on real people (not a reproduction"]
+    assert row(section, "cuhk03-detected-mini", "Softmax (baseline)")[2:] == [
+        "CUHK03-detected",
+        "60.4",
+        "56.6",
+        "15.0",
+        "13.0",
+        "2",
+        "15",
+    ]
+    assert row(section, "cuhk03-detected-mini", "Softmax + CCSC")[3:7] == ["70.4", "66.8", "30.0", "20.0"]
+    assert (
+        "runs/mine" in markdown.split("Not in Tables")[1]
+        and row(section, "my-own-photos", "Softmax (baseline)") is None
+    )
+    assert "not run" in row(table_sections(markdown)["Table 1"], "CUHK03-detected", "Softmax (baseline)")
