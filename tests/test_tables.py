@@ -221,8 +221,7 @@ def test_cpu_scale_real_runs_sit_beside_the_papers_cell_labelled_as_such():
         "15",
     ]
     assert row(section, "cuhk03-detected-mini", "Softmax + CCSC")[3:7] == ["70.4", "66.8", "30.0", "20.0"]
-    assert (
-        "runs/mine" in markdown.split("Not in Tables")[1]
-        and row(section, "my-own-photos", "Softmax (baseline)") is None
-    )
+    assert "runs/mine" in markdown.split("Not in Tables")[1]
+    with pytest.raises(AssertionError, match="no row my-own-photos"):
+        row(section, "my-own-photos", "Softmax (baseline)")
     assert "not run" in row(table_sections(markdown)["Table 1"], "CUHK03-detected", "Softmax (baseline)")
