@@ -531,3 +531,12 @@ def test_real_tables_trains_two_methods_on_real_crops(shared_cuhk03, tmp_path, c
         result = real_tables.read_result(tmp_path / "runs" / name / "seed-1")
         assert result["kind"] == "train" and result["epochs"] == 1 and result["seed"] == 1
         assert sorted(result["targets"]) and result["checkpoint_sha256"]
+
+
+def test_demo_screenshot_refuses_a_missing_checkpoint_before_serving(tmp_path, market_root, capsys):
+    import demo_screenshot
+
+    dataset = market_root / "market1501" / "Market-1501-v15.09.15"
+    argv = ["--weights", str(tmp_path / "no-run"), "--dataset", str(dataset), "--output", str(tmp_path / "d.png")]
+    assert demo_screenshot.main(argv) == 2
+    assert "demo_screenshot.py: error:" in capsys.readouterr().err and not (tmp_path / "d.png").exists()
