@@ -11,26 +11,18 @@ driven by Playwright, waits until every result and map image has loaded, then wr
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ccsc_plugin.cli import load_demo_app
 from ccsc_plugin.demo_backend import DemoBackend
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 TIMEOUT_MS = 300_000
-
-
-def load_app():
-    """``demo/app.py`` as a module (it ships beside the package, not inside it)."""
-    spec = importlib.util.spec_from_file_location("ccsc_demo_app", REPO_ROOT / "demo" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def free_port() -> int:
@@ -43,7 +35,7 @@ def screenshot(backend: DemoBackend, output: Path, rows: int) -> Path:
     """Serve ``backend`` on localhost, open the page and save it once ``rows`` rows of 5 results have loaded."""
     from playwright.sync_api import sync_playwright
 
-    app = load_app().launch(backend, port=free_port(), block=False)
+    app = load_demo_app().launch(backend, port=free_port(), block=False)
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -195,12 +195,9 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_demo(args: argparse.Namespace) -> int:
-    """Load the checkpoints and data, then serve ``demo/app.py`` (it ships with the source tree)."""
+def load_demo_app():
+    """``demo/app.py`` as a module: the Gradio app ships beside the package, in the source tree."""
     import importlib.util
-
-    from .demo_backend import DEFAULT_WEIGHTS, DemoBackend
-    from .retrieval import DemoInputError
 
     app_file = Path(__file__).resolve().parents[1] / "demo" / "app.py"
     if not app_file.is_file():
@@ -208,6 +205,15 @@ def _serve_demo(args: argparse.Namespace) -> int:
     spec = importlib.util.spec_from_file_location("ccsc_demo_app", app_file)
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
+    return app
+
+
+def _serve_demo(args: argparse.Namespace) -> int:
+    """Load the checkpoints and data, then serve ``demo/app.py``."""
+    from .demo_backend import DEFAULT_WEIGHTS, DemoBackend
+    from .retrieval import DemoInputError
+
+    app = load_demo_app()
     if args.threads:
         import torch
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import socket
@@ -13,6 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from ccsc_plugin.cli import load_demo_app
 from ccsc_plugin.demo_backend import DemoBackend
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -45,14 +45,6 @@ def _chromium() -> None:
     require_chromium(CHROMIUM, required=bool(os.environ.get("CCSC_REQUIRE_BROWSER")))
 
 
-def _load_app_module():
-    path = Path(__file__).resolve().parents[1] / "demo" / "app.py"
-    spec = importlib.util.spec_from_file_location("ccsc_demo_app", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -66,7 +58,7 @@ def served(demo_checkpoints, tmp_path_factory):
         cache_dir=tmp_path_factory.mktemp("browser-cache"),
         max_upload_bytes=UPLOAD_LIMIT,
     )
-    app = _load_app_module().launch(backend, port=_free_port(), block=False)
+    app = load_demo_app().launch(backend, port=_free_port(), block=False)
     yield SimpleNamespace(app=app, backend=backend, url=app.local_url)
     app.close()
 
