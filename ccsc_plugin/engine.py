@@ -72,7 +72,7 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         weight_center: float = 0.0,
         center_alpha: float = 0.5,
         amp: str = "off",
-        channels_last: bool = False,
+        channels_last: bool = True,
         compile_model: bool = False,
         checkpoint_extras: dict[str, Any] | None = None,
         ddp: bool = False,
