@@ -69,7 +69,7 @@ def generated_market(root, num_train_ids: int = 32, num_test_ids: int = 20, heig
     """A generated set in Market-1501's layout under ``root`` (for the data manager); returns ``root``."""
     from pathlib import Path
 
-    from ccsc_plugin.datasets.synthcam import SynthCamSpec, generate
+    from ccsc_plugin.data.synthcam import SynthCamSpec, generate
 
     spec = SynthCamSpec(num_train_ids, num_test_ids, num_cams=4, images_per_cam=3, height=height, width=width)
     generate(Path(root) / "market1501" / "Market-1501-v15.09.15", spec)

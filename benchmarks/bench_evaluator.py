@@ -1,4 +1,4 @@
-"""Evaluator speed on a Market-1501-sized problem: ccsc_plugin.metrics against torchreid's evaluators.
+"""Evaluator speed on a Market-1501-sized problem: ccsc_plugin.evaluation.metrics against torchreid's evaluators.
 
 Peers: torchreid's compiled Cython ``evaluate_rank`` (from the ``pyppbox-torchreid`` wheel: ``pip install
 '.[bench]'``) and torchreid's Python ``evaluate_rank`` (timed on a subset of queries and scaled, as it takes
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from _common import HEADER, alternate, log, row, timed
 
-from ccsc_plugin import metrics
 from ccsc_plugin._torchreid import torchreid
+from ccsc_plugin.evaluation import metrics
 
 MARKET = {"num_query": 3368, "num_gallery": 15913, "num_distractors": 2798, "ids": 750, "cams": 6, "dim": 512}
 

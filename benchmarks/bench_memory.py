@@ -21,7 +21,7 @@ LIMIT_GIB = 4.0
 CHILD = r"""
 import json, resource, sys, time
 import torch
-from ccsc_plugin import metrics
+from ccsc_plugin.evaluation import metrics
 
 spec = json.loads(sys.argv[1])
 generator = torch.Generator().manual_seed(0)

@@ -21,9 +21,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ccsc_plugin.camera_gap import KINDS  # noqa: E402
-from ccsc_plugin.results import ResultFileError, read_result  # noqa: E402
-from ccsc_plugin.tables import check_output  # noqa: E402
+from ccsc_plugin.evaluation.camera_gap import KINDS  # noqa: E402
+from ccsc_plugin.evaluation.results import ResultFileError, read_result  # noqa: E402
+from ccsc_plugin.evaluation.tables import check_output  # noqa: E402
 
 STYLE = {  # kind -> (legend label, colour)
     "same_camera": ("same person, same camera", "tab:blue"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from ccsc_plugin.datasets.synthcam import SynthCamSpec, camera_style, render_shot
+from ccsc_plugin.data.synthcam import SynthCamSpec, camera_style, render_shot
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "synthcam_contact_sheet.png"
 

@@ -27,13 +27,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 import ccsc_plugin  # noqa: E402,F401
-from ccsc_plugin import demo_backend  # noqa: E402
 from ccsc_plugin._torchreid import torchreid  # noqa: E402
 from ccsc_plugin.checkpoint import checkpoint_path, save_checkpoint  # noqa: E402
+from ccsc_plugin.cli.quickstart import DEFAULT_RECIPE  # noqa: E402
 from ccsc_plugin.config import load_config  # noqa: E402
-from ccsc_plugin.datasets.synthcam import SynthCamSpec, generate  # noqa: E402
-from ccsc_plugin.quickstart import DEFAULT_RECIPE  # noqa: E402
-from ccsc_plugin.visualisation import gradcam_maps  # noqa: E402
+from ccsc_plugin.data.synthcam import SynthCamSpec, generate  # noqa: E402
+from ccsc_plugin.serve import demo_backend  # noqa: E402
+from ccsc_plugin.serve.visualisation import gradcam_maps  # noqa: E402
 
 BUDGET_S = 1.0
 # 250 test identities x 4 cameras x 3 shots; each identity's first shot per camera is a query:

@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ccsc_plugin.cli import load_demo_app
-from ccsc_plugin.demo_backend import DemoBackend
+from ccsc_plugin.serve.demo_backend import DemoBackend
+from ccsc_plugin.shipped import demo_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,7 +35,7 @@ def screenshot(backend: DemoBackend, output: Path, rows: int) -> Path:
     """Serve ``backend`` on localhost, open the page and save it once ``rows`` rows of 5 results have loaded."""
     from playwright.sync_api import sync_playwright
 
-    app = load_demo_app().launch(backend, port=free_port(), block=False)
+    app = demo_app().launch(backend, port=free_port(), block=False)
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from ccsc_plugin.index import GalleryIndex
+from ccsc_plugin.serve.index import GalleryIndex
 
 
 def make_features(rng: np.random.Generator, num: int, centres: np.ndarray, noise: float) -> np.ndarray:

@@ -23,7 +23,7 @@ from _common import format_mean_sd
 
 from ccsc_plugin import pipeline
 from ccsc_plugin.config import load_config
-from ccsc_plugin.results import RESULT_FILE, read_result
+from ccsc_plugin.evaluation.results import RESULT_FILE, read_result
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = REPO_ROOT / "recipes" / "synthetic_tables.yaml"

@@ -4,8 +4,8 @@ Importing the package registers ``resnet50_ccsc`` in torchreid's model factory a
 datasets with ``register_image_dataset``; importing it again changes nothing.
 """
 
-from .datasets import register_datasets
-from .model import register_models
+from ccsc_plugin.data.registry import register_datasets
+from ccsc_plugin.models.ccsc_resnet import register_models
 
 __version__ = "0.1.0"
 

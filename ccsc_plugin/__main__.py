@@ -1,5 +1,5 @@
 """``python -m ccsc_plugin`` is ``ccsc-reid`` (what torchrun launches with ``-m``)."""
 
-from .cli import main
+from ccsc_plugin.cli.commands import main
 
 raise SystemExit(main())

@@ -1,20 +1,20 @@
 """The ccsc-reid browser demo (Gradio Blocks): top-5 retrievals and response maps, baseline vs CCSC.
 
 Start it with ``make demo`` or
-``ccsc-reid demo [--weights W ...] [--dataset D] [--example-query N] [--host H] [--port P]``;
-``python demo/app.py ...`` takes the same options. The logic lives in ``ccsc_plugin.demo_backend``;
-this file only lays out the page and turns answers and errors into component updates.
+``ccsc-reid demo [--weights W ...] [--dataset D] [--example-query N] [--host H] [--port P]``, which imports
+this file as ``ccsc_plugin.demo.app`` (the wheel ships it there). The logic lives in
+``ccsc_plugin.serve.demo_backend``; this file only lays out the page and turns answers and errors into
+component updates.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 
 import gradio as gr
 
-from ccsc_plugin.demo_backend import DemoBackend, ModelAnswer, Query, display_tile
-from ccsc_plugin.retrieval import DemoInputError
+from ccsc_plugin.serve.demo_backend import DemoBackend, ModelAnswer, Query, display_tile
+from ccsc_plugin.serve.gallery import DemoInputError
 
 LOG = logging.getLogger("ccsc-reid.demo")
 MAP_CHOICES = [("Grad-CAM (similarity to the match)", "gradcam"), ("Feature-map intensity (paper Fig. 4)", "intensity")]
@@ -163,9 +163,3 @@ def launch(
         quiet=not block,
     )
     return app
-
-
-if __name__ == "__main__":
-    from ccsc_plugin.cli import main
-
-    sys.exit(main(["demo", *sys.argv[1:]]))

@@ -11,12 +11,12 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from miniatures import BENCHMARKS, MiniatureSpec, write_miniature  # noqa: E402
 
 import ccsc_plugin  # noqa: E402,F401  (registers models and datasets)
 from ccsc_plugin._torchreid import torchreid  # noqa: E402
 from ccsc_plugin.config import load_config  # noqa: E402
-from ccsc_plugin.datasets.miniatures import BENCHMARKS, MiniatureSpec, write_miniature  # noqa: E402
-from ccsc_plugin.datasets.synthcam import SynthCamSpec, generate  # noqa: E402
+from ccsc_plugin.data.synthcam import SynthCamSpec, generate  # noqa: E402
 
 SHARED_CUHK03 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cuhk03-detected-mini"
 SHARED_CUHK03_TRAIN = SHARED_CUHK03.with_name("cuhk03-detected-train")  # 743 other people: train here, test there

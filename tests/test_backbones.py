@@ -21,12 +21,12 @@ from ccsc_plugin import pipeline
 from ccsc_plugin.checkpoint import latest_checkpoint, load_checkpoint
 from ccsc_plugin.cli import main
 from ccsc_plugin.config import RecipeError, load_config
-from ccsc_plugin.demo_backend import DemoBackend
-from ccsc_plugin.engine import ImageCCSCEngine
-from ccsc_plugin.export import onnx_features
-from ccsc_plugin.inference import FeatureExtractor, model_from_checkpoint
-from ccsc_plugin.model import BACKBONES, PretrainedWeightsUnavailable, ResNet50CCSC, feature_dim
-from ccsc_plugin.visualisation import gradcam_maps, intensity_maps, target_layer
+from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
+from ccsc_plugin.models.ccsc_resnet import BACKBONES, PretrainedWeightsUnavailable, ResNet50CCSC, feature_dim
+from ccsc_plugin.serve.demo_backend import DemoBackend
+from ccsc_plugin.serve.export import onnx_features
+from ccsc_plugin.serve.inference import FeatureExtractor, model_from_checkpoint
+from ccsc_plugin.serve.visualisation import gradcam_maps, intensity_maps, target_layer
 
 BASE = str(Path(__file__).resolve().parents[1] / "recipes" / "base.yaml")
 ONE_EPOCH = ["train.max_epoch=1", "train.warmup_epochs=0"]

@@ -13,12 +13,12 @@ from conftest import MINI_SPEC
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the scripts import _common
 import _common  # noqa: E402
 import real_tables  # noqa: E402
+from miniatures import MiniatureSpec, write_miniature
 
 from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.cli import main
 from ccsc_plugin.config import load_config
-from ccsc_plugin.datasets import EXPECTED_LAYOUTS, DatasetNotFound, check_dataset
-from ccsc_plugin.datasets.miniatures import MiniatureSpec, write_miniature
+from ccsc_plugin.data.registry import EXPECTED_LAYOUTS, DatasetNotFound, check_dataset
 from ccsc_plugin.pipeline import build_datamanager
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -342,7 +342,7 @@ class FakeTrain:
 
     def __call__(self, cfg, recipe=None, overwrite=False) -> dict:
         from ccsc_plugin.checkpoint import checkpoint_path, save_checkpoint
-        from ccsc_plugin.results import write_result
+        from ccsc_plugin.evaluation.results import write_result
 
         self.calls.append((cfg.experiment.method, cfg.train.seed, cfg.model.resume))
         folder, epochs = Path(cfg.data.save_dir), cfg.train.max_epoch
@@ -368,7 +368,7 @@ def interrupted(run, *extra: str) -> None:
 
 def finished(run, *extra: str, **result) -> None:
     """Leave in ``run.folder`` a finished run of ``run`` (with ``extra`` overrides, result keys in ``result``)."""
-    from ccsc_plugin.results import read_result, write_result
+    from ccsc_plugin.evaluation.results import read_result, write_result
 
     FakeTrain()(run.config(*extra), recipe=run.label)
     write_result(run.folder, {**read_result(run.folder), **result})

@@ -1,4 +1,4 @@
-"""The camera gap (``ccsc_plugin.camera_gap``) against brute-force double loops, and in every run's result."""
+"""The camera gap (``evaluation.camera_gap``) against brute-force double loops, and in every run's result."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ccsc_plugin import camera_gap, metrics
 from ccsc_plugin.cli import main
-from ccsc_plugin.results import read_result
+from ccsc_plugin.evaluation import camera_gap, metrics
+from ccsc_plugin.evaluation.results import read_result
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = str(ROOT / "recipes" / "base.yaml")

@@ -11,8 +11,8 @@ from ccsc_plugin import pipeline
 from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from ccsc_plugin.cli import main
-from ccsc_plugin.inference import FeatureExtractor
-from ccsc_plugin.results import read_result, result_files
+from ccsc_plugin.evaluation.results import read_result, result_files
+from ccsc_plugin.serve.inference import FeatureExtractor
 
 BASE = str(Path(__file__).resolve().parents[1] / "recipes" / "base.yaml")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ccsc_plugin.cli import main
-from ccsc_plugin.results import read_result
-from ccsc_plugin.tables import find_results, render_tables
+from ccsc_plugin.evaluation.results import read_result
+from ccsc_plugin.evaluation.tables import find_results, render_tables
 
 BASE = str(Path(__file__).resolve().parents[1] / "recipes" / "base.yaml")
 

@@ -12,15 +12,15 @@ import pytest
 from ccsc_plugin import pipeline
 from ccsc_plugin.cli import main
 from ccsc_plugin.config import RecipeError, load_config
-from ccsc_plugin.datasets.csv_dataset import (
+from ccsc_plugin.data.csv_dataset import (
     CSVDataset,
     CSVDatasetError,
     describe_test_set,
     query_gallery_protocol,
     read_rows,
 )
-from ccsc_plugin.results import read_result
-from ccsc_plugin.retrieval import load_query_gallery
+from ccsc_plugin.evaluation.results import read_result
+from ccsc_plugin.serve.gallery import load_query_gallery
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

@@ -10,10 +10,10 @@ import pytest
 from ccsc_plugin import pipeline
 from ccsc_plugin.cli import main
 from ccsc_plugin.config import RecipeError, load_config
-from ccsc_plugin.datasets import DatasetNotFound, check_dataset
-from ccsc_plugin.datasets.integrity import BadImageError, BadImageWarning
-from ccsc_plugin.datasets.synthcam import SynthCam, SynthCamSpec
-from ccsc_plugin.results import read_result
+from ccsc_plugin.data.integrity import BadImageError, BadImageWarning
+from ccsc_plugin.data.registry import DatasetNotFound, check_dataset
+from ccsc_plugin.data.synthcam import SynthCam, SynthCamSpec
+from ccsc_plugin.evaluation.results import read_result
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
 RELEASE = "market1501/Market-1501-v15.09.15"

@@ -16,7 +16,8 @@ from PIL import Image
 from ccsc_plugin.checkpoint import CheckpointError, save_checkpoint
 from ccsc_plugin.cli import build_parser, main
 from ccsc_plugin.config import RecipeError
-from ccsc_plugin.demo_backend import (
+from ccsc_plugin.evaluation.metrics import evaluate_rank
+from ccsc_plugin.serve.demo_backend import (
     BORDER,
     COLOURS,
     DISPLAY_SIZE,
@@ -25,8 +26,7 @@ from ccsc_plugin.demo_backend import (
     Query,
     distinct_labels,
 )
-from ccsc_plugin.metrics import evaluate_rank
-from ccsc_plugin.retrieval import (
+from ccsc_plugin.serve.gallery import (
     DemoInputError,
     Item,
     Retriever,
@@ -35,7 +35,7 @@ from ccsc_plugin.retrieval import (
     load_query_gallery,
     rank_gallery,
 )
-from ccsc_plugin.visualisation import gradcam_maps, intensity_maps, overlay
+from ccsc_plugin.serve.visualisation import gradcam_maps, intensity_maps, overlay
 
 
 @pytest.fixture(scope="module")

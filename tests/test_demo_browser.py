@@ -12,8 +12,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from ccsc_plugin.cli import load_demo_app
-from ccsc_plugin.demo_backend import DemoBackend
+from ccsc_plugin.serve.demo_backend import DemoBackend
+from ccsc_plugin.shipped import demo_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -58,7 +58,7 @@ def served(demo_checkpoints, tmp_path_factory):
         cache_dir=tmp_path_factory.mktemp("browser-cache"),
         max_upload_bytes=UPLOAD_LIMIT,
     )
-    app = load_demo_app().launch(backend, port=_free_port(), block=False)
+    app = demo_app().launch(backend, port=_free_port(), block=False)
     yield SimpleNamespace(app=app, backend=backend, url=app.local_url)
     app.close()
 

@@ -14,10 +14,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ccsc_plugin import distributed, pipeline
+from ccsc_plugin import pipeline
 from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.config import load_config
-from ccsc_plugin.results import read_result
+from ccsc_plugin.engine import distributed
+from ccsc_plugin.evaluation.results import read_result
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = REPO / "recipes" / "base.yaml"

@@ -12,8 +12,8 @@ from ccsc_plugin import pipeline
 from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.checkpoint import load_checkpoint
 from ccsc_plugin.config import load_config
-from ccsc_plugin.engine import ImageCCSCEngine
-from ccsc_plugin.results import read_result
+from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
+from ccsc_plugin.evaluation.results import read_result
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from ccsc_plugin.cli import main
-from ccsc_plugin.export import onnx_features
-from ccsc_plugin.inference import FeatureExtractor
+from ccsc_plugin.serve.export import onnx_features
+from ccsc_plugin.serve.inference import FeatureExtractor
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
 

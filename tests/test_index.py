@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ccsc_plugin._torchreid import torchreid
-from ccsc_plugin.index import GalleryIndex
+from ccsc_plugin.serve.index import GalleryIndex
 
 
 def brute_force(queries: torch.Tensor, gallery: torch.Tensor, k: int, metric: str):

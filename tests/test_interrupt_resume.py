@@ -21,11 +21,11 @@ from conftest import tiny_run_overrides
 from ccsc_plugin import cli, pipeline
 from ccsc_plugin.checkpoint import latest_checkpoint, load_checkpoint
 from ccsc_plugin.config import load_config
-from ccsc_plugin.engine import ImageCCSCEngine
-from ccsc_plugin.interrupt import StopOnSignal, TrainingInterrupted
+from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
+from ccsc_plugin.engine.interrupt import StopOnSignal, TrainingInterrupted
+from ccsc_plugin.engine.nonfinite import NonFiniteLoss
+from ccsc_plugin.evaluation.results import read_result, write_result
 from ccsc_plugin.losses import CCSCLoss
-from ccsc_plugin.nonfinite import NonFiniteLoss
-from ccsc_plugin.results import read_result, write_result
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
 REPO = Path(__file__).resolve().parents[1]

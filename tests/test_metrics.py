@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ccsc_plugin import metrics
 from ccsc_plugin._torchreid import torchreid
+from ccsc_plugin.evaluation import metrics
 
 
 def torchreid_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):

@@ -10,7 +10,7 @@ import torch
 
 import ccsc_plugin
 from ccsc_plugin._torchreid import model_factory, torchreid
-from ccsc_plugin.model import PretrainedWeightsUnavailable, ResNet50CCSC
+from ccsc_plugin.models.ccsc_resnet import PretrainedWeightsUnavailable, ResNet50CCSC
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_torchreid_factory_builds_it(model):
 def test_importing_twice_is_harmless():
     importlib.reload(ccsc_plugin)
     importlib.reload(ccsc_plugin)
-    assert model_factory()["resnet50_ccsc"] is ccsc_plugin.model.resnet50_ccsc
+    assert model_factory()["resnet50_ccsc"] is ccsc_plugin.models.ccsc_resnet.resnet50_ccsc
 
 
 def test_last_stage_has_stride_one(model):

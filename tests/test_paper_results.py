@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ccsc_plugin.recipe_index import list_recipes
-from ccsc_plugin.tables import load_paper_results
+from ccsc_plugin.cli.recipe_index import list_recipes
+from ccsc_plugin.evaluation.tables import load_paper_results
 
 PAPER_RESULTS = Path(__file__).resolve().parents[1] / "ccsc_plugin" / "paper_results.yaml"
 DASH = None  # a "-" cell of the paper

@@ -11,7 +11,7 @@ import pytest
 from ccsc_plugin import pipeline
 from ccsc_plugin.checkpoint import latest_checkpoint
 from ccsc_plugin.cli import build_parser, main
-from ccsc_plugin.quickstart import RUNS, cross_domain_label, cross_domain_note, format_comparison, run_quickstart
+from ccsc_plugin.cli.quickstart import RUNS, cross_domain_label, cross_domain_note, format_comparison, run_quickstart
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from ccsc_plugin.cli import main
+from ccsc_plugin.cli.recipe_index import list_recipes
 from ccsc_plugin.config import load_config
-from ccsc_plugin.datasets import dataset_setting
+from ccsc_plugin.data.registry import dataset_setting
+from ccsc_plugin.evaluation.tables import load_paper_results
 from ccsc_plugin.pipeline import method_name
-from ccsc_plugin.recipe_index import RECIPE_DIR, list_recipes
-from ccsc_plugin.tables import load_paper_results
+from ccsc_plugin.shipped import recipes_dir
 
 SETTINGS = ("market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "msmt17")
 METHODS = (
@@ -22,6 +23,7 @@ METHODS = (
     "softmax_center",
     "softmax_ccsc_triplet",
 )
+RECIPE_DIR = recipes_dir()
 PAPER_RECIPES = [RECIPE_DIR / setting / f"{method}.yaml" for setting in SETTINGS for method in METHODS]
 
 

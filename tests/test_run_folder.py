@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ccsc_plugin.config import load_config
-from ccsc_plugin.results import write_result
-from ccsc_plugin.run_folder import RunFolderTaken, claim, path_for_test_result, run_files
+from ccsc_plugin.evaluation.results import write_result
+from ccsc_plugin.pipeline.run_folder import RunFolderTaken, claim, path_for_test_result, run_files
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
 

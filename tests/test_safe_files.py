@@ -10,7 +10,7 @@ import torch
 
 from ccsc_plugin import checkpoint as ckpt
 from ccsc_plugin.cli import main
-from ccsc_plugin.results import read_result, write_result
+from ccsc_plugin.evaluation.results import read_result, write_result
 
 BASE = str(Path(__file__).resolve().parents[1] / "recipes" / "base.yaml")
 

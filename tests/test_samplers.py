@@ -9,7 +9,7 @@ import pytest
 
 from ccsc_plugin import pipeline
 from ccsc_plugin.config import RecipeError, load_config
-from ccsc_plugin.samplers import IdentitySampler, build_train_sampler
+from ccsc_plugin.data.samplers import IdentitySampler, build_train_sampler
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
 

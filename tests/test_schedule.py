@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ccsc_plugin.schedule import WarmupMultiStepLR
+from ccsc_plugin.engine.schedule import WarmupMultiStepLR
 
 
 def lrs_over(epochs: int, scheduler_kwargs: dict) -> list[float]:

@@ -12,8 +12,8 @@ from torch import nn
 from ccsc_plugin import pipeline
 from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.config import RecipeError, load_config
-from ccsc_plugin.engine import ImageCCSCEngine
-from ccsc_plugin.loaders import build_train_loader
+from ccsc_plugin.data.loaders import build_train_loader
+from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
 

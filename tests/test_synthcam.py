@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ccsc_plugin.config import RecipeError, load_config
-from ccsc_plugin.datasets import synthcam
-from ccsc_plugin.datasets.synthcam import SynthCam, SynthCamSpec, generate, identity, render_shot
+from ccsc_plugin.data.registry import synthcam
+from ccsc_plugin.data.synthcam import SynthCam, SynthCamSpec, generate, identity, render_shot
 
 MARKET_NAME = re.compile(r"^(\d{4})_c(\d)s1_(\d{6})_00\.jpg$")
 SPEC = SynthCamSpec(num_train_ids=6, num_test_ids=4, num_cams=3, images_per_cam=3, height=64, width=32, seed=5)

@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 
 from ccsc_plugin.cli import main
-from ccsc_plugin.recipe_index import RECIPE_DIR
-from ccsc_plugin.results import read_result
-from ccsc_plugin.tables import find_results, load_paper_results, render_tables
+from ccsc_plugin.evaluation.results import read_result
+from ccsc_plugin.evaluation.tables import find_results, load_paper_results, render_tables
+from ccsc_plugin.shipped import recipes_dir
 
 TRAINED = {  # recipe -> the (dataset, method) its result.json must carry
     "market1501/softmax": ("market1501", "softmax"),
     "cuhk03_detected/softmax_ccsc": ("cuhk03-detected", "softmax+ccsc"),
 }
+
+RECIPE_DIR = recipes_dir()
 
 
 def table_sections(markdown: str) -> dict[str, str]:

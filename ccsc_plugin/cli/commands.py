@@ -1,0 +1,224 @@
+"""``ccsc-reid``: train, test and compare CCSC recipes through torchreid's engine."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+
+from ccsc_plugin.checkpoint import CheckpointError, latest_checkpoint
+from ccsc_plugin.config import RecipeError, load_config
+from ccsc_plugin.data.csv_dataset import CSVDatasetError
+from ccsc_plugin.data.integrity import BadImageError
+from ccsc_plugin.engine.interrupt import TrainingInterrupted
+from ccsc_plugin.engine.nonfinite import NonFiniteLoss
+from ccsc_plugin.evaluation.results import ResultFileError
+from ccsc_plugin.models.ccsc_resnet import PretrainedWeightsUnavailable
+
+# Errors a user can fix from the message alone: printed without a traceback, exit status 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    RecipeError,
+    FileNotFoundError,
+    CheckpointError,
+    PretrainedWeightsUnavailable,
+    BadImageError,
+    CSVDatasetError,
+    ResultFileError,
+)
+
+
+def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe YAML, e.g. recipes/market1501/softmax_ccsc.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key, e.g. --set train.max_epoch=10 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ccsc-reid", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a recipe, then evaluate; writes checkpoints and result.json")
+    _add_recipe_args(train)
+    train.add_argument("--resume", help="checkpoint file or run folder to resume from (same as --set model.resume=...)")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="data.save_dir holds an earlier run: remove its checkpoints, result.json, logs and test results first",
+    )
+
+    test = commands.add_parser(
+        "test",
+        help="evaluate trained weights with a recipe's data and test settings; writes data.save_dir/tests/*.json",
+    )
+    _add_recipe_args(test)
+    test.add_argument("--weights", required=True, help="checkpoint file or run folder (its latest checkpoint)")
+
+    export = commands.add_parser("export", help="export a trained model to ONNX (image batch -> 512-d features)")
+    export.add_argument("source", help="checkpoint file, run folder (its latest checkpoint) or recipe YAML")
+    export.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write, e.g. model.onnx")
+    export.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides"
+    )
+
+    quickstart = commands.add_parser("quickstart", help="train baseline and CCSC on the generated set and compare")
+    quickstart.add_argument("--recipe", default=None, help="quickstart recipe (default: recipes/quickstart.yaml)")
+    quickstart.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    quickstart.add_argument(
+        "--real-set",
+        metavar="FOLDER",
+        help="also evaluate both models on the real crops of FOLDER/labels.csv (path,pid,camid), cross-domain "
+        "(expected near chance: they are trained on generated people), e.g. ../shared/data/cuhk03-detected-mini",
+    )
+
+    table = commands.add_parser("table", help="render the paper's Tables 1-3 with measured results beside them")
+    table.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, folders of runs, or result.json files")
+    table.add_argument("--output", help="also write the Markdown to this file")
+
+    recipes = commands.add_parser("recipes", help="list the recipes: path, dataset, method, paper cell")
+    recipes.add_argument("folder", nargs="?", default=None, help="recipe folder (default: the repository's recipes/)")
+
+    demo = commands.add_parser("demo", help="browser demo: top-5 retrievals and response maps, models side by side")
+    demo.add_argument(
+        "--weights",
+        action="append",
+        metavar="W",
+        help="checkpoint file or run folder, one row each (repeatable; default: runs/quickstart/baseline and "
+        "runs/quickstart/ccsc, written by `make quickstart`)",
+    )
+    demo.add_argument(
+        "--dataset",
+        help="query/gallery set: a torchreid dataset name (read under --data-root), a CSV path,pid,camid[,split] "
+        "or a folder holding labels.csv, or a Market-1501-style folder (default: the first checkpoint's test set)",
+    )
+    demo.add_argument("--data-root", default="reid-data", help="where torchreid datasets live (default: reid-data)")
+    demo.add_argument(
+        "--example-query",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the query (index into the query set) shown answered when the page opens (default: 0, the first)",
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, local only)")
+    demo.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    demo.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    demo.add_argument("--cache-dir", default=None, help="feature cache (default: ~/.cache/ccsc-reid/features)")
+    demo.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload (default: 10)")
+    demo.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 is faster on a busy machine)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except USER_ERRORS as error:
+        print(f"ccsc-reid {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except NonFiniteLoss as error:
+        print(f"ccsc-reid {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as stop:
+        finishes = " (with all its epochs done, it only evaluates and writes result.json)" if stop.in_evaluation else ""
+        print(
+            f"ccsc-reid {args.command}: stopped by {stop}.\nResume with: {_resume_command(args, stop)}{finishes}",
+            file=sys.stderr,
+        )
+        return stop.exit_code
+    except KeyboardInterrupt:
+        print(f"ccsc-reid {args.command}: stopped at once; nothing saved since the last checkpoint.", file=sys.stderr)
+        return 130
+
+
+def _resume_command(args: argparse.Namespace, stop: TrainingInterrupted) -> str:
+    """The command line that continues an interrupted ``train`` run from its checkpoint."""
+    if args.command != "train":
+        return f"ccsc-reid train RECIPE --resume {stop.checkpoint.parent.parent} (the run's recipe and --set options)"
+    overrides = [arg for item in args.overrides for arg in ("--set", item)]
+    run_dir = stop.checkpoint.parent.parent
+    return shlex.join(["ccsc-reid", "train", args.recipe, *overrides, "--resume", str(run_dir)])
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in ("train", "test"):
+        from ccsc_plugin import pipeline
+
+    if args.command == "train":
+        overrides = list(args.overrides) + ([f"model.resume={args.resume}"] if args.resume else [])
+        pipeline.train(load_config(args.recipe, overrides), recipe=args.recipe, overwrite=args.overwrite)
+    elif args.command == "test":
+        weights = latest_checkpoint(args.weights)
+        pipeline.evaluate(load_config(args.recipe, args.overrides), weights, recipe=args.recipe)
+    elif args.command == "export":
+        return _export(args)
+    elif args.command == "quickstart":
+        from ccsc_plugin.cli.quickstart import run_quickstart
+
+        run_quickstart(args.recipe, args.overrides, real_set=args.real_set)
+    elif args.command == "table":
+        from ccsc_plugin.evaluation.tables import check_output, find_results, render_tables
+
+        output = check_output(args.output) if args.output else None
+        markdown = render_tables(find_results(args.runs))
+        print(markdown, end="")
+        if output:
+            output.write_text(markdown)
+    elif args.command == "recipes":
+        from ccsc_plugin.cli.recipe_index import format_recipes, list_recipes
+
+        print(format_recipes(list_recipes(args.folder)))
+    elif args.command == "demo":
+        return _serve_demo(args)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ccsc_plugin.serve.export import MAX_DIFFERENCE, export_from, is_recipe
+
+    if args.overrides and not is_recipe(args.source):
+        raise RecipeError("--set applies to a recipe; a checkpoint's model is exported with its stored recipe.")
+    cfg = load_config(args.source, args.overrides) if is_recipe(args.source) else None
+    path, difference = export_from(args.source, args.onnx, cfg)
+    print(f"Wrote {path}; onnxruntime vs PyTorch features: max |difference| = {difference:.2e}")
+    if difference > MAX_DIFFERENCE:
+        print(f"ccsc-reid export: error: the difference exceeds {MAX_DIFFERENCE:g}.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _serve_demo(args: argparse.Namespace) -> int:
+    """Load the checkpoints and data, then serve the Gradio app (``demo/app.py``)."""
+    from ccsc_plugin.serve.demo_backend import DEFAULT_WEIGHTS, DemoBackend
+    from ccsc_plugin.serve.gallery import DemoInputError
+    from ccsc_plugin.shipped import demo_app
+
+    app = demo_app()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        backend = DemoBackend(
+            weights=args.weights or DEFAULT_WEIGHTS,
+            dataset=args.dataset,
+            data_root=args.data_root,
+            cache_dir=args.cache_dir,
+            max_upload_bytes=int(args.max_upload_mb * 2**20),
+            example_query=args.example_query,
+        )
+    except DemoInputError as error:
+        print(f"ccsc-reid demo: error: {error}", file=sys.stderr)
+        return 2
+    for error in backend.errors:
+        print(f"ccsc-reid demo: warning: {error}", file=sys.stderr)
+    backend.warm_up()
+    app.launch(backend, host=args.host, port=args.port, share=args.share)
+    return 0

@@ -1,0 +1,1 @@
+"""Evaluation: CMC / mAP, the camera gap, ``result.json`` files, and the tables built from them."""

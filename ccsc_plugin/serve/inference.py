@@ -1,0 +1,213 @@
+"""Feature extraction from a trained checkpoint: image paths, PIL images, numpy arrays or a folder.
+
+    from ccsc_plugin.serve.inference import FeatureExtractor
+
+    extractor = FeatureExtractor.from_checkpoint("runs/my-run")        # run folder or .pt file
+    features = extractor(["a.jpg", "b.jpg"])                             # (2, 512) float32 tensor
+    features, paths = extractor.extract_folder("gallery/")              # every image below a folder
+    index = extractor.index_folder("gallery/")                          # FAISS index labelled by path
+    hits = index.search(extractor(query_images), k=10)
+
+The checkpoint's stored recipe (``config``) gives the model, input size and normalisation, so
+features match what ``ccsc-reid test`` computes: torchreid's test transform (resize, to tensor,
+normalise) and the model in eval mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+from tqdm import tqdm
+from yacs.config import CfgNode as CN
+
+from ccsc_plugin import checkpoint as ckpt
+from ccsc_plugin._torchreid import torchreid
+from ccsc_plugin.config import RecipeError, get_default_config, merge_strict, validate
+from ccsc_plugin.models.ccsc_resnet import create_model
+from ccsc_plugin.serve.index import GalleryIndex
+
+ImageInput = str | Path | Image.Image | np.ndarray
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def config_from_checkpoint(state: dict[str, Any], origin: str = "checkpoint") -> CN:
+    """The recipe a checkpoint was trained with (its ``config`` text), checked like any recipe."""
+    if "config" not in state:
+        raise RecipeError(
+            f"{origin} stores no 'config': it was not written by `ccsc-reid train`. Build the model yourself and "
+            "pass it to FeatureExtractor(model, height=..., width=...)."
+        )
+    try:
+        stored = yaml.safe_load(state["config"]) or {}
+    except (yaml.YAMLError, AttributeError) as error:  # AttributeError: the config is not text
+        raise RecipeError(f"{origin}: its stored 'config' is not a YAML recipe ({error}).") from error
+    if not isinstance(stored, dict):
+        raise RecipeError(f"{origin}: its stored 'config' is a {type(stored).__name__}, not a recipe mapping.")
+    cfg = get_default_config()
+    merge_strict(cfg, stored, origin=origin)
+    try:
+        validate(cfg)
+    except RecipeError as error:
+        raise RecipeError(f"{origin}: the recipe stored in this checkpoint is invalid. {error}") from error
+    cfg.freeze()
+    return cfg
+
+
+def model_from_checkpoint(state: dict[str, Any], origin: str = "checkpoint") -> tuple[torch.nn.Module, CN]:
+    """The eval-mode model of a loaded checkpoint, built from its stored recipe's model keys, and that recipe.
+
+    Its weights must fit exactly (``checkpoint.load_model_state``): a file that does not is an error, never
+    a model left partly at its random init.
+    """
+    cfg = config_from_checkpoint(state, origin)  # an unknown model.name or model.backbone is a RecipeError here
+    model = create_model(cfg.model.name, _num_classes(state, origin), pretrained=False, backbone=cfg.model.backbone)
+    ckpt.load_model_state(model, state, origin)
+    return model.eval(), cfg
+
+
+def _num_classes(state: dict[str, Any], origin: str) -> int:
+    """The classifier size: stored as ``num_classes`` by ``ccsc-reid train``, else read off the classifier."""
+    if state.get("num_classes"):
+        return int(state["num_classes"])
+    weights = state["state_dict"] if isinstance(state["state_dict"], dict) else {}
+    classifier = ckpt.strip_module_prefix(weights).get(f"{ckpt.CLASSIFIER_PREFIX}weight")
+    if not isinstance(classifier, torch.Tensor):
+        raise ckpt.CheckpointError(
+            f"{origin} stores neither 'num_classes' nor a 'classifier.weight': the model cannot be rebuilt. "
+            f"{ckpt.DEFAULT_FIT_FIX}"
+        )
+    return int(classifier.shape[0])
+
+
+def load_trained_model(path: str | Path) -> tuple[torch.nn.Module, CN]:
+    """The eval-mode model of a checkpoint (file or run folder: its latest), and the recipe it used."""
+    path = ckpt.latest_checkpoint(path)
+    return model_from_checkpoint(ckpt.load_checkpoint(path), origin=str(path))
+
+
+def to_pil(image: ImageInput) -> Image.Image:
+    """An RGB PIL image from a path, a PIL image, or an H x W (x 3) uint8 / [0, 1] float RGB array."""
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"Image {path} does not exist.")
+        with Image.open(path) as opened:
+            return opened.convert("RGB")
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
+            raise ValueError(f"An image array must be H x W or H x W x 3 (RGB), got shape {image.shape}.")
+        if np.issubdtype(image.dtype, np.floating):
+            if image.min() < 0 or image.max() > 1:
+                raise ValueError("A float image array must hold values in [0, 1]; pass uint8 for 0..255 values.")
+            image = np.round(image * 255)
+        elif image.dtype != np.uint8:
+            raise ValueError(f"An image array must be uint8 (0..255) or float in [0, 1], got {image.dtype}.")
+        return Image.fromarray(image.astype(np.uint8).squeeze()).convert("RGB")
+    raise TypeError(f"Cannot read an image from {type(image).__name__}: pass a path, a PIL image or a numpy array.")
+
+
+def find_images(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Image files below ``folder`` (sorted), by extension."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Folder {folder} does not exist.")
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+class FeatureExtractor:
+    """Batched, eval-mode feature extraction with a re-ID model.
+
+    Args:
+        model: returns the feature in eval mode (e.g. ``resnet50_ccsc``, ``osnet_x0_25``).
+        height, width, norm_mean, norm_std: the test transform (the recipe's ``data`` values).
+        device: ``"cuda"``, ``"cpu"``...; default CUDA when available.
+        batch_size: images per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        height: int = 384,
+        width: int = 128,
+        norm_mean: Sequence[float] = (0.485, 0.456, 0.406),
+        norm_std: Sequence[float] = (0.229, 0.224, 0.225),
+        device: str | torch.device | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.height, self.width = height, width
+        self.batch_size = batch_size
+        with contextlib.redirect_stdout(io.StringIO()):  # torchreid prints the transforms it builds
+            _, self.transform = torchreid.data.transforms.build_transforms(
+                height, width, transforms=None, norm_mean=list(norm_mean), norm_std=list(norm_std)
+            )
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device | None = None, batch_size: int = 64
+    ) -> FeatureExtractor:
+        """An extractor for a ``ccsc-reid train`` checkpoint (file, or run folder: its latest)."""
+        model, cfg = load_trained_model(path)
+        return cls(
+            model,
+            height=cfg.data.height,
+            width=cfg.data.width,
+            norm_mean=cfg.data.norm_mean,
+            norm_std=cfg.data.norm_std,
+            device=device,
+            batch_size=batch_size,
+        )
+
+    def preprocess(self, images: Iterable[ImageInput]) -> torch.Tensor:
+        """A normalised (N, 3, height, width) batch, as torchreid's test loader builds it."""
+        return torch.stack([self.transform(to_pil(image)) for image in images])
+
+    @torch.no_grad()
+    def extract(self, images: ImageInput | Sequence[ImageInput], progress: bool = True) -> torch.Tensor:
+        """Features (N x D, float32, on the CPU) of one image or a sequence, ``batch_size`` at a time."""
+        if isinstance(images, (str, Path, Image.Image)) or (isinstance(images, np.ndarray) and images.ndim <= 3):
+            images = [images]
+        images = list(images)
+        if not images:
+            raise ValueError("No images given: pass at least one path, PIL image or array.")
+        features = []
+        # the bar stays when done: it reports how many images were read
+        with tqdm(total=len(images), desc="features", unit="img", disable=not progress) as bar:
+            for start in range(0, len(images), self.batch_size):
+                chunk = images[start : start + self.batch_size]
+                batch = self.preprocess(chunk).to(self.device)
+                features.append(self.model(batch).float().cpu())
+                bar.update(len(chunk))
+        return torch.cat(features)
+
+    __call__ = extract
+
+    def extract_folder(
+        self, folder: str | Path, recursive: bool = True, progress: bool = True
+    ) -> tuple[torch.Tensor, list[Path]]:
+        """Features of every image below ``folder`` and their paths (same order)."""
+        paths = find_images(folder, recursive)
+        if not paths:
+            raise FileNotFoundError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}.")
+        return self.extract(paths, progress=progress), paths
+
+    def index_folder(self, folder: str | Path, recursive: bool = True, **index_options: Any) -> GalleryIndex:
+        """A FAISS ``GalleryIndex`` over a folder's images, labelled by path (``index_options``: kind...)."""
+        features, paths = self.extract_folder(folder, recursive)
+        index = GalleryIndex(dim=features.shape[1], **index_options)
+        index.add(features, labels=[str(p) for p in paths])
+        return index
