@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ccsc_plugin.config import RecipeError, load_config
-from ccsc_plugin.data.registry import synthcam
+from ccsc_plugin.data import synthcam
 from ccsc_plugin.data.synthcam import SynthCam, SynthCamSpec, generate, identity, render_shot
 
 MARKET_NAME = re.compile(r"^(\d{4})_c(\d)s1_(\d{6})_00\.jpg$")
