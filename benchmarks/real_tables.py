@@ -42,7 +42,7 @@ from ccsc_plugin.engine.interrupt import TrainingInterrupted
 from ccsc_plugin.evaluation.results import RESULT_FILE, read_result
 from ccsc_plugin.evaluation.tables import check_output, load_paper_results
 from ccsc_plugin.pipeline.run_folder import RunFolderTaken
-from ccsc_plugin.serve.inference import config_from_checkpoint
+from ccsc_plugin.pipeline.trained import config_from_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = REPO_ROOT / "recipes" / "cpu_cuhk03"

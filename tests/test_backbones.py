@@ -23,9 +23,10 @@ from ccsc_plugin.cli import main
 from ccsc_plugin.config import RecipeError, load_config
 from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
 from ccsc_plugin.models.ccsc_resnet import BACKBONES, PretrainedWeightsUnavailable, ResNet50CCSC, feature_dim
+from ccsc_plugin.pipeline.trained import model_from_checkpoint
 from ccsc_plugin.serve.demo_backend import DemoBackend
 from ccsc_plugin.serve.export import onnx_features
-from ccsc_plugin.serve.inference import FeatureExtractor, model_from_checkpoint
+from ccsc_plugin.serve.inference import FeatureExtractor
 from ccsc_plugin.serve.visualisation import gradcam_maps, intensity_maps, target_layer
 
 BASE = str(Path(__file__).resolve().parents[1] / "recipes" / "base.yaml")

@@ -26,15 +26,9 @@ from ccsc_plugin.serve.demo_backend import (
     Query,
     distinct_labels,
 )
-from ccsc_plugin.serve.gallery import (
-    DemoInputError,
-    Item,
-    Retriever,
-    cached_features,
-    decode_upload,
-    load_query_gallery,
-    rank_gallery,
-)
+from ccsc_plugin.serve.gallery import DemoInputError, Item, load_query_gallery
+from ccsc_plugin.serve.retrieval import Retriever, cached_features, rank_gallery
+from ccsc_plugin.serve.uploads import decode_upload
 from ccsc_plugin.serve.visualisation import gradcam_maps, intensity_maps, overlay
 
 

@@ -10,7 +10,8 @@ from PIL import Image
 from ccsc_plugin import pipeline
 from ccsc_plugin.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from ccsc_plugin.config import RecipeError
-from ccsc_plugin.serve.inference import FeatureExtractor, config_from_checkpoint, find_images
+from ccsc_plugin.pipeline.trained import config_from_checkpoint
+from ccsc_plugin.serve.inference import FeatureExtractor, find_images
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
-def _load_yaml(text: str, origin: str):
+def parse_yaml(text: str, origin: str) -> Any:
     """Parse YAML 1.2; a syntax error is a RecipeError naming ``origin`` and the line and column."""
     try:
         return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
@@ -255,7 +255,7 @@ def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
         raise RecipeError(f"{path}: _base_ cycle through {' -> '.join(str(p) for p in _seen)}.")
     if not path.is_file():
         raise RecipeError(f"Recipe {path} does not exist. List the shipped ones with `ccsc-reid recipes`.")
-    data = _load_yaml(read_utf8(path, RecipeError), str(path)) or {}
+    data = parse_yaml(read_utf8(path, RecipeError), str(path)) or {}
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a YAML mapping of sections, got {type(data).__name__}.")
     bases = data.pop(BASE_KEY, [])
@@ -285,7 +285,7 @@ def parse_override(item: str) -> dict[str, Any]:
     if "=" not in item:
         raise RecipeError(f"--set expects section.key=value, got {item!r}.")
     key, raw = item.split("=", 1)
-    value = _load_yaml(raw, f"--set {item}") if raw.strip() else ""
+    value = parse_yaml(raw, f"--set {item}") if raw.strip() else ""
     nested: dict[str, Any] = {}
     node = nested
     parts = key.strip().split(".")
@@ -302,6 +302,18 @@ def load_config(recipe: str | Path | None = None, overrides: Iterable[str] = ())
         merge_strict(cfg, read_recipe(recipe), origin=str(recipe))
     for item in overrides:
         merge_strict(cfg, parse_override(item), origin=f"--set {item}")
+    validate(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def config_from_mapping(data: Mapping[str, Any], origin: str) -> CN:
+    """A whole recipe given as a mapping (a parsed stored recipe): defaults, then ``data``; checked and frozen.
+
+    The same strict keys and validation as :func:`load_config`, without ``_base_`` or overrides.
+    """
+    cfg = get_default_config()
+    merge_strict(cfg, data, origin=origin)
     validate(cfg)
     cfg.freeze()
     return cfg

@@ -21,20 +21,9 @@ from PIL import Image, ImageOps
 
 from ccsc_plugin.checkpoint import CheckpointError
 from ccsc_plugin.config import RecipeError, load_config
-from ccsc_plugin.serve.gallery import (
-    MAX_UPLOAD_BYTES,
-    DemoInputError,
-    Item,
-    QueryGallery,
-    Ranking,
-    Retriever,
-    cached_features,
-    decode_upload,
-    default_cache_dir,
-    load_query_gallery,
-    rank_gallery,
-    read_rgb,
-)
+from ccsc_plugin.serve.gallery import DemoInputError, Item, QueryGallery, load_query_gallery, read_rgb
+from ccsc_plugin.serve.retrieval import Ranking, Retriever, cached_features, default_cache_dir, rank_gallery
+from ccsc_plugin.serve.uploads import MAX_UPLOAD_BYTES, decode_upload
 from ccsc_plugin.serve.visualisation import MAP_KINDS, gradcam_maps, intensity_maps, overlay
 from ccsc_plugin.shipped import recipe
 

@@ -19,7 +19,7 @@ from yacs.config import CfgNode as CN
 from ccsc_plugin import pipeline
 from ccsc_plugin.checkpoint import atomic_write
 from ccsc_plugin.models.ccsc_resnet import MODEL_NAME
-from ccsc_plugin.serve.inference import load_trained_model
+from ccsc_plugin.pipeline.trained import load_trained
 
 INPUT_NAME, OUTPUT_NAME = "image", "feature"
 OPSET = 17
@@ -33,7 +33,8 @@ def is_recipe(source: str | Path) -> bool:
 def model_for_export(source: str | Path, cfg_from_recipe: CN | None = None) -> tuple[torch.nn.Module, CN]:
     """The eval-mode model and recipe of a checkpoint / run folder, or of a recipe (its ``model`` section)."""
     if cfg_from_recipe is None:
-        return load_trained_model(source)
+        trained = load_trained(source)
+        return trained.model, trained.cfg
     # The classifier is not part of the exported graph: its size does not matter.
     model = pipeline.build_model(cfg_from_recipe, num_classes=1)
     return model.eval(), cfg_from_recipe

@@ -8,89 +8,27 @@
     index = extractor.index_folder("gallery/")                          # FAISS index labelled by path
     hits = index.search(extractor(query_images), k=10)
 
-The checkpoint's stored recipe (``config``) gives the model, input size and normalisation, so
-features match what ``ccsc-reid test`` computes: torchreid's test transform (resize, to tensor,
-normalise) and the model in eval mode.
+The checkpoint's stored recipe (``config``) gives the model, input size and normalisation
+(:func:`ccsc_plugin.pipeline.trained.load_trained`), so features match what ``ccsc-reid test`` computes:
+torchreid's test transform (resize, to tensor, normalise) and the model in eval mode.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 from tqdm import tqdm
-from yacs.config import CfgNode as CN
 
-from ccsc_plugin import checkpoint as ckpt
-from ccsc_plugin._torchreid import torchreid
-from ccsc_plugin.config import RecipeError, get_default_config, merge_strict, validate
-from ccsc_plugin.models.ccsc_resnet import create_model
+from ccsc_plugin.pipeline.trained import load_trained, test_transform
 from ccsc_plugin.serve.index import GalleryIndex
 
 ImageInput = str | Path | Image.Image | np.ndarray
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-def config_from_checkpoint(state: dict[str, Any], origin: str = "checkpoint") -> CN:
-    """The recipe a checkpoint was trained with (its ``config`` text), checked like any recipe."""
-    if "config" not in state:
-        raise RecipeError(
-            f"{origin} stores no 'config': it was not written by `ccsc-reid train`. Build the model yourself and "
-            "pass it to FeatureExtractor(model, height=..., width=...)."
-        )
-    try:
-        stored = yaml.safe_load(state["config"]) or {}
-    except (yaml.YAMLError, AttributeError) as error:  # AttributeError: the config is not text
-        raise RecipeError(f"{origin}: its stored 'config' is not a YAML recipe ({error}).") from error
-    if not isinstance(stored, dict):
-        raise RecipeError(f"{origin}: its stored 'config' is a {type(stored).__name__}, not a recipe mapping.")
-    cfg = get_default_config()
-    merge_strict(cfg, stored, origin=origin)
-    try:
-        validate(cfg)
-    except RecipeError as error:
-        raise RecipeError(f"{origin}: the recipe stored in this checkpoint is invalid. {error}") from error
-    cfg.freeze()
-    return cfg
-
-
-def model_from_checkpoint(state: dict[str, Any], origin: str = "checkpoint") -> tuple[torch.nn.Module, CN]:
-    """The eval-mode model of a loaded checkpoint, built from its stored recipe's model keys, and that recipe.
-
-    Its weights must fit exactly (``checkpoint.load_model_state``): a file that does not is an error, never
-    a model left partly at its random init.
-    """
-    cfg = config_from_checkpoint(state, origin)  # an unknown model.name or model.backbone is a RecipeError here
-    model = create_model(cfg.model.name, _num_classes(state, origin), pretrained=False, backbone=cfg.model.backbone)
-    ckpt.load_model_state(model, state, origin)
-    return model.eval(), cfg
-
-
-def _num_classes(state: dict[str, Any], origin: str) -> int:
-    """The classifier size: stored as ``num_classes`` by ``ccsc-reid train``, else read off the classifier."""
-    if state.get("num_classes"):
-        return int(state["num_classes"])
-    weights = state["state_dict"] if isinstance(state["state_dict"], dict) else {}
-    classifier = ckpt.strip_module_prefix(weights).get(f"{ckpt.CLASSIFIER_PREFIX}weight")
-    if not isinstance(classifier, torch.Tensor):
-        raise ckpt.CheckpointError(
-            f"{origin} stores neither 'num_classes' nor a 'classifier.weight': the model cannot be rebuilt. "
-            f"{ckpt.DEFAULT_FIT_FIX}"
-        )
-    return int(classifier.shape[0])
-
-
-def load_trained_model(path: str | Path) -> tuple[torch.nn.Module, CN]:
-    """The eval-mode model of a checkpoint (file or run folder: its latest), and the recipe it used."""
-    path = ckpt.latest_checkpoint(path)
-    return model_from_checkpoint(ckpt.load_checkpoint(path), origin=str(path))
 
 
 def to_pil(image: ImageInput) -> Image.Image:
@@ -151,19 +89,17 @@ class FeatureExtractor:
         self.model = model.to(self.device).eval()
         self.height, self.width = height, width
         self.batch_size = batch_size
-        with contextlib.redirect_stdout(io.StringIO()):  # torchreid prints the transforms it builds
-            _, self.transform = torchreid.data.transforms.build_transforms(
-                height, width, transforms=None, norm_mean=list(norm_mean), norm_std=list(norm_std)
-            )
+        self.transform = test_transform(height, width, norm_mean, norm_std)
 
     @classmethod
     def from_checkpoint(
         cls, path: str | Path, device: str | torch.device | None = None, batch_size: int = 64
     ) -> FeatureExtractor:
         """An extractor for a ``ccsc-reid train`` checkpoint (file, or run folder: its latest)."""
-        model, cfg = load_trained_model(path)
+        trained = load_trained(path)
+        cfg = trained.cfg
         return cls(
-            model,
+            trained.model,
             height=cfg.data.height,
             width=cfg.data.width,
             norm_mean=cfg.data.norm_mean,

@@ -1,0 +1,214 @@
+"""Config -> the objects of a run: torchreid data manager, model, optimiser, schedule and the CCSC engine."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from yacs.config import CfgNode as CN
+
+from ccsc_plugin import checkpoint as ckpt
+from ccsc_plugin._torchreid import torchreid
+from ccsc_plugin.data import samplers
+from ccsc_plugin.data.checks import DataChecks
+from ccsc_plugin.data.csv_dataset import seen_identities_warning
+from ccsc_plugin.data.loaders import build_train_loader
+from ccsc_plugin.data.registry import PLUGIN_DATASETS, check_dataset, configure_csv
+from ccsc_plugin.data.resumable_sampler import ResumableSampler
+from ccsc_plugin.data.synthcam import SynthCam, SynthCamSpec
+from ccsc_plugin.engine import distributed
+from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
+from ccsc_plugin.engine.schedule import WarmupMultiStepLR
+from ccsc_plugin.models.ccsc_resnet import MODEL_NAME, PretrainedWeightsUnavailable, create_model
+
+
+def use_gpu(cfg: CN) -> bool:
+    return bool(cfg.use_gpu and torch.cuda.is_available())
+
+
+def method_name(cfg: CN) -> str:
+    """The paper's name for the loss combination, e.g. ``softmax+ccsc+triplet``."""
+    if cfg.experiment.method:
+        return cfg.experiment.method
+    parts = ["softmax"]
+    if cfg.loss.ccsc.weight > 0:
+        parts.append("ccsc" if cfg.loss.ccsc.cross_camera else "ccsc-noconstraint")
+    if cfg.loss.triplet.weight > 0:
+        parts.append("triplet")
+    if cfg.loss.center.weight > 0:
+        parts.append("center")
+    return "+".join(parts)
+
+
+def prepare_datasets(cfg: CN) -> None:
+    """Check benchmark folders exist and set the plugin datasets' options before torchreid loads them."""
+    SynthCam.spec = SynthCamSpec(**dict(cfg.data.synthcam))
+    csv_opts = configure_csv(cfg.data.csv)
+    targets = list(cfg.data.targets) or list(cfg.data.sources)
+    trains_and_tests_csv = "csv" in cfg.data.sources and "csv" in targets
+    if trains_and_tests_csv and (warning := seen_identities_warning(**csv_opts)):
+        warnings.warn(warning, stacklevel=2)
+    for key in ("sources", "targets"):
+        for name in cfg.data[key]:
+            if name not in PLUGIN_DATASETS:
+                check_dataset(name, cfg.data.root, key=f"data.{key}")
+
+
+def build_datamanager(cfg: CN):
+    """torchreid's ``ImageDataManager`` for ``cfg``, checked while it loads (see ``datasets.checks``).
+
+    Unreadable images are screened out and identities counted before the sampler is built; the
+    findings are kept as ``datamanager.data_checks`` for ``result.json``. The train loader is then rebuilt
+    with the recipe's loader switches (``loaders.build_train_loader``) and, with the plugin's sampler
+    (camera-aware, or any identity sampler under DDP), around that sampler, made resumable mid-epoch.
+    """
+    prepare_datasets(cfg)
+    rank, world_size = distributed.rank(), distributed.world_size()
+    plugin_sampler = samplers.uses_plugin_sampler(cfg, world_size)
+    checks = DataChecks(
+        cfg.data.on_bad_image, cfg.sampler.train_sampler, cfg.train.batch_size, cfg.sampler.num_instances
+    )
+    with checks.hooked():
+        datamanager = _image_datamanager(
+            cfg, samplers.TORCHREID_IDENTITY_SAMPLER if plugin_sampler else cfg.sampler.train_sampler
+        )
+    datamanager.data_checks = checks
+    sampler = None
+    if plugin_sampler:
+        train_items = datamanager.train_loader.dataset.train
+        sampler = ResumableSampler(samplers.build_train_sampler(cfg, train_items, rank, world_size))
+    datamanager.train_loader = build_train_loader(cfg, datamanager, sampler=sampler, on_gpu=use_gpu(cfg))
+    return datamanager
+
+
+def _image_datamanager(cfg: CN, train_sampler: str):
+    """torchreid's ``ImageDataManager`` from the ``data``, ``sampler``, ``train`` and ``test`` sections."""
+    return torchreid.data.ImageDataManager(
+        root=cfg.data.root,
+        sources=list(cfg.data.sources),
+        targets=list(cfg.data.targets) or None,
+        height=cfg.data.height,
+        width=cfg.data.width,
+        transforms=list(cfg.data.transforms),
+        norm_mean=list(cfg.data.norm_mean),
+        norm_std=list(cfg.data.norm_std),
+        use_gpu=use_gpu(cfg),
+        split_id=cfg.data.split_id,
+        combineall=cfg.data.combineall,
+        batch_size_train=cfg.train.batch_size,
+        batch_size_test=cfg.test.batch_size,
+        workers=cfg.data.workers,
+        num_instances=cfg.sampler.num_instances,
+        train_sampler=train_sampler,
+        cuhk03_labeled=cfg.data.cuhk03_labeled,
+        cuhk03_classic_split=cfg.data.cuhk03_classic_split,
+        market1501_500k=cfg.data.market1501_500k,
+    )
+
+
+def build_model(cfg: CN, num_classes: int) -> torch.nn.Module:
+    """The recipe's model (``model.name``, ``model.backbone``); falls back to random init only if the recipe allows.
+
+    The fallback covers hub weights that cannot be fetched; a ``model.pretrained_path`` that cannot be used is
+    always an error (the recipe named that file).
+    """
+    pretrained: bool | str = cfg.model.pretrained_path or cfg.model.pretrained
+    try:
+        model = create_model(cfg.model.name, num_classes, pretrained, cfg.model.backbone)
+    except PretrainedWeightsUnavailable as error:
+        if not cfg.model.allow_random_init or cfg.model.pretrained_path:
+            raise
+        warnings.warn(f"{error} Continuing with random init (model.allow_random_init=True).", stacklevel=2)
+        model = create_model(cfg.model.name, num_classes, False, cfg.model.backbone)
+    if cfg.model.load_weights:
+        fix = (
+            f"Set model.load_weights to a checkpoint of {model_keys(cfg)} written by `ccsc-reid train`, "
+            "or to '' to start from the ImageNet (or random) init."
+        )
+        load_weights(model, cfg.model.load_weights, fix=fix)
+    return model
+
+
+def model_keys(cfg: CN) -> str:
+    """The recipe keys that select ``cfg``'s model: ``model.name=X`` (and ``model.backbone=Y`` for resnet50_ccsc)."""
+    keys = f"model.name={cfg.model.name}"
+    return f"{keys} model.backbone={cfg.model.backbone}" if cfg.model.name == MODEL_NAME else keys
+
+
+def load_weights(
+    model: torch.nn.Module,
+    path: str | Path,
+    checkpoint: dict[str, Any] | None = None,
+    fix: str = ckpt.DEFAULT_FIT_FIX,
+) -> dict[str, Any]:
+    """Load a checkpoint's weights (``checkpoint``, or read from ``path``) into ``model``; return the checkpoint.
+
+    Every key must fit (see ``checkpoint.load_model_state``) except another dataset's classifier, which
+    features do not use: it is left as built, and a line says so.
+    """
+    checkpoint = ckpt.load_checkpoint(path) if checkpoint is None else checkpoint
+    skipped = ckpt.load_model_state(model, checkpoint, path, other_classes=True, fix=fix)
+    if skipped:
+        print(f"=> Not loaded from {path}: {', '.join(skipped)} (another dataset's classifier; features do not use it)")
+    return checkpoint
+
+
+def build_optimizer(cfg: CN, model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torchreid.optim.build_optimizer(
+        model,
+        optim=cfg.train.optim,
+        lr=cfg.train.lr,
+        weight_decay=cfg.train.weight_decay,
+        adam_beta1=cfg.adam.beta1,
+        adam_beta2=cfg.adam.beta2,
+    )
+
+
+def build_scheduler(cfg: CN, optimizer: torch.optim.Optimizer):
+    """The paper's warm-up multi-step schedule, or any of torchreid's by name."""
+    if cfg.train.lr_scheduler == "warmup_multistep":
+        return WarmupMultiStepLR(
+            optimizer,
+            milestones=list(cfg.train.stepsize),
+            gamma=cfg.train.gamma,
+            warmup_epochs=cfg.train.warmup_epochs,
+            warmup_start_lr=cfg.train.warmup_start_lr,
+        )
+    return torchreid.optim.build_lr_scheduler(
+        optimizer,
+        lr_scheduler=cfg.train.lr_scheduler,
+        stepsize=list(cfg.train.stepsize),
+        gamma=cfg.train.gamma,
+        max_epoch=cfg.train.max_epoch,
+    )
+
+
+def build_engine(cfg: CN, datamanager=None) -> ImageCCSCEngine:
+    """Data manager, model, optimiser, schedule and engine for ``cfg``."""
+    datamanager = datamanager or build_datamanager(cfg)
+    model = build_model(cfg, datamanager.num_train_pids)
+    optimizer = build_optimizer(cfg, model)
+    return ImageCCSCEngine(
+        datamanager,
+        model,
+        optimizer,
+        scheduler=build_scheduler(cfg, optimizer),
+        use_gpu=use_gpu(cfg),
+        weight_id=cfg.loss.softmax.weight,
+        label_smooth=cfg.loss.softmax.label_smooth,
+        weight_ccsc=cfg.loss.ccsc.weight,
+        cross_camera=cfg.loss.ccsc.cross_camera,
+        include_self=cfg.loss.ccsc.include_self,
+        weight_triplet=cfg.loss.triplet.weight,
+        margin=cfg.loss.triplet.margin,
+        weight_center=cfg.loss.center.weight,
+        center_alpha=cfg.loss.center.alpha,
+        amp=cfg.train.amp,
+        channels_last=cfg.train.channels_last,
+        compile_model=cfg.train.compile,
+        checkpoint_extras={"config": cfg.dump(), "num_classes": int(datamanager.num_train_pids)},
+        ddp=distributed.is_enabled(),
+        gather_features=cfg.loss.gather_features,
+    )

@@ -1,0 +1,67 @@
+"""``ccsc-reid test``: score trained weights on the recipe's targets, into ``tests/`` of the run folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from yacs.config import CfgNode as CN
+
+from ccsc_plugin import checkpoint as ckpt
+from ccsc_plugin.evaluation.results import TEST_DIR, write_result
+from ccsc_plugin.pipeline import run_folder
+from ccsc_plugin.pipeline.build import build_engine, load_weights, model_keys
+from ccsc_plugin.pipeline.run_log import log_to
+from ccsc_plugin.pipeline.train import run_engine, scored, summarise
+from ccsc_plugin.pipeline.trained import config_from_checkpoint
+
+
+def evaluate(cfg: CN, weights: str | Path, recipe: str | None = None) -> dict[str, Any]:
+    """Evaluate the checkpoint ``weights`` on the recipe's targets.
+
+    The weights are tested at the input size they were trained at (their stored recipe), whatever the recipe
+    says. The result goes beside, never over, a training result in ``data.save_dir``:
+    ``tests/<targets>-<checkpoint>-<key>.json`` (:func:`ccsc_plugin.pipeline.run_folder.path_for_test_result`).
+    """
+    start = time.time()
+    with log_to(Path(cfg.data.save_dir) / TEST_DIR / run_folder.TEST_LOG):
+        checkpoint = ckpt.load_checkpoint(weights)
+        stored = config_from_checkpoint(checkpoint, origin=str(weights)) if "config" in checkpoint else None
+        cfg = at_trained_input_size(cfg, stored, weights)
+        engine = build_engine(cfg)
+        load_weights(engine.model, weights, checkpoint, fix=_weights_fix(cfg, stored))
+        weights_scored = scored(weights)
+        run_engine(engine, cfg, test_only=True)
+        result = summarise(cfg, engine, recipe, time.time() - start, checkpoint.get("epoch", 0), training=False)
+        result.update(kind="test", **weights_scored)
+        path = write_result(run_folder.path_for_test_result(cfg, weights, weights_scored["checkpoint_sha256"]), result)
+        print(f"=> Test result written to {path}")
+    return result
+
+
+def at_trained_input_size(cfg: CN, stored: CN | None, weights: str | Path) -> CN:
+    """``cfg`` at the input size of the checkpoint's stored recipe ``stored``, with a line when that changes it.
+
+    Weights trained at one size score far lower at another; testing at another size on purpose takes a
+    checkpoint trained (or fine-tuned) at that size.
+    """
+    if stored is None or (stored.data.height, stored.data.width) == (cfg.data.height, cfg.data.width):
+        return cfg
+    print(
+        f"=> {weights} was trained at {stored.data.height}x{stored.data.width}: testing at that size, not at "
+        f"the recipe's data.height x data.width = {cfg.data.height}x{cfg.data.width}"
+    )
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.data.height, cfg.data.width = stored.data.height, stored.data.width
+    cfg.freeze()
+    return cfg
+
+
+def _weights_fix(cfg: CN, stored: CN | None) -> str:
+    """What to do when ``--weights`` do not fit the recipe's model."""
+    if stored is not None and model_keys(stored) != model_keys(cfg):
+        overrides = " ".join(f"--set {key}" for key in model_keys(stored).split())
+        return f"They were trained as {model_keys(stored)}: add {overrides}."
+    return f"Pass --weights a checkpoint of {model_keys(cfg)} written by `ccsc-reid train`."
