@@ -13,7 +13,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from ccsc_plugin.data.synthcam import SynthCamSpec, camera_style, render_shot
+from ccsc_plugin.data.synthcam import SynthCamSpec, render_shot
+from ccsc_plugin.data.synthcam_render import camera_style
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "synthcam_contact_sheet.png"
 

@@ -10,6 +10,7 @@ component updates.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import gradio as gr
 
@@ -61,88 +62,110 @@ def build_app(backend: DemoBackend) -> gr.Blocks:
     It opens with the backend's example query already answered (computed once here, so a page load
     costs no model time): the visitor sees both rows at work before any click.
     """
-    data = backend.data
     default_kind = MAP_CHOICES[0][1]
     example, example_answers = backend.example_answer(default_kind)
     with gr.Blocks(title="ccsc-reid demo", analytics_enabled=False) as app:
-        gr.Markdown(
-            f"# ccsc-reid: who is this person?\n"
-            f"Dataset **{data.name}**: {len(data.query)} queries, {len(data.gallery)} gallery images. "
-            "Green frame: right identity, red: wrong (gallery images of the query's identity from the query's "
-            "own camera are skipped, as the evaluation protocol does)."
-        )
-        with gr.Row():
-            with gr.Column(scale=3):
-                picker = gr.Gallery(
-                    value=backend.query_thumbnails(THUMBNAILS),
-                    label=f"Query set (first {min(THUMBNAILS, len(data.query))} of {len(data.query)}): click one",
-                    columns=10,
-                    height=300,
-                    allow_preview=False,
-                    object_fit="contain",
-                    elem_id="query-set",
-                )
-                upload = gr.File(
-                    label=f"...or upload a person image (JPEG/PNG, at most {backend.max_upload_bytes // 2**20} MiB)",
-                    file_types=["image"],
-                    type="binary",
-                    elem_id="upload",
-                )
-            with gr.Column(scale=1):
-                query_view = gr.Image(
-                    display_tile(example.image), label="Query", interactive=False, height=260, elem_id="query-image"
-                )
-                map_kind = gr.Radio(MAP_CHOICES, value=default_kind, label="Response map", elem_id="map-kind")
-                status = gr.Markdown(f"{_status(example)}\n\nPick another query or upload an image.", elem_id="status")
-        rows = []
-        for index, (slot, answer) in enumerate(zip(backend.slots, example_answers, strict=True)):
-            with gr.Group():
-                summary = gr.Markdown(answer.summary, elem_id=f"summary-{index}")
-                visible = slot.error is None
-                results = _tile_row(
-                    f"{slot.label}: top-{backend.topk}", f"results-{index}", backend.topk, visible, answer.results
-                )
-                maps = _tile_row(
-                    f"{slot.label}: response maps of each match, then of the query",
-                    f"maps-{index}",
-                    backend.topk,
-                    visible,
-                    answer.maps,
-                )
-            rows += [summary, results, maps]
+        _header(backend)
+        picker, upload, query_view, map_kind, status = _query_panel(backend, example, default_kind)
+        rows = _answer_rows(backend, example_answers)
         current = gr.State(example)  # the Query being shown, re-answered when the map switch changes
         outputs = [current, query_view, status, *rows]
 
-        def respond(make_query, kind):
-            try:
-                query = make_query()
-                answers = backend.answer(query, kind)
-            except DemoInputError as error:
-                return [gr.skip(), gr.skip(), f"⚠️ {error}", *[gr.skip()] * len(rows)]
-            except Exception as error:  # keep serving; the terminal gets the traceback
-                LOG.exception("query failed")
-                return [
-                    gr.skip(),
-                    gr.skip(),
-                    f"⚠️ Internal error ({type(error).__name__}: {error}).",
-                    *[gr.skip()] * len(rows),
-                ]
-            return [query, display_tile(query.image), _status(query), *_answer_updates(answers)]
-
         def on_pick(kind: str, evt: gr.SelectData):
             index = int(evt.index)  # an index into the server's own query list: no client path is used
-            return respond(lambda: backend.query_from_set(index), kind)
+            return _respond(backend, lambda: backend.query_from_set(index), kind, len(rows))
 
         def on_upload(payload: bytes | None, kind: str):
-            return respond(lambda: backend.query_from_upload(payload), kind)
+            return _respond(backend, lambda: backend.query_from_upload(payload), kind, len(rows))
 
         def on_switch(query: Query, kind: str):
-            return respond(lambda: query, kind)
+            return _respond(backend, lambda: query, kind, len(rows))
 
         picker.select(on_pick, inputs=[map_kind], outputs=outputs)
         upload.upload(on_upload, inputs=[upload, map_kind], outputs=outputs)
         map_kind.change(on_switch, inputs=[current, map_kind], outputs=outputs)
     return app
+
+
+def _header(backend: DemoBackend) -> None:
+    """The title, the dataset's size and how to read the frames."""
+    data = backend.data
+    gr.Markdown(
+        f"# ccsc-reid: who is this person?\n"
+        f"Dataset **{data.name}**: {len(data.query)} queries, {len(data.gallery)} gallery images. "
+        "Green frame: right identity, red: wrong (gallery images of the query's identity from the query's "
+        "own camera are skipped, as the evaluation protocol does)."
+    )
+
+
+def _query_panel(
+    backend: DemoBackend, example: Query, default_kind: str
+) -> tuple[gr.Gallery, gr.File, gr.Image, gr.Radio, gr.Markdown]:
+    """The query set to click and the upload (left), the query shown, the map switch and the status (right)."""
+    data = backend.data
+    with gr.Row():
+        with gr.Column(scale=3):
+            picker = gr.Gallery(
+                value=backend.query_thumbnails(THUMBNAILS),
+                label=f"Query set (first {min(THUMBNAILS, len(data.query))} of {len(data.query)}): click one",
+                columns=10,
+                height=300,
+                allow_preview=False,
+                object_fit="contain",
+                elem_id="query-set",
+            )
+            upload = gr.File(
+                label=f"...or upload a person image (JPEG/PNG, at most {backend.max_upload_bytes // 2**20} MiB)",
+                file_types=["image"],
+                type="binary",
+                elem_id="upload",
+            )
+        with gr.Column(scale=1):
+            query_view = gr.Image(
+                display_tile(example.image), label="Query", interactive=False, height=260, elem_id="query-image"
+            )
+            map_kind = gr.Radio(MAP_CHOICES, value=default_kind, label="Response map", elem_id="map-kind")
+            status = gr.Markdown(f"{_status(example)}\n\nPick another query or upload an image.", elem_id="status")
+    return picker, upload, query_view, map_kind, status
+
+
+def _answer_rows(backend: DemoBackend, answers: list[ModelAnswer]) -> list:
+    """Per checkpoint: its summary, its top-k tiles and their response maps, filled with ``answers``."""
+    rows = []
+    for index, (slot, answer) in enumerate(zip(backend.slots, answers, strict=True)):
+        with gr.Group():
+            summary = gr.Markdown(answer.summary, elem_id=f"summary-{index}")
+            visible = slot.error is None
+            results = _tile_row(
+                f"{slot.label}: top-{backend.topk}", f"results-{index}", backend.topk, visible, answer.results
+            )
+            maps = _tile_row(
+                f"{slot.label}: response maps of each match, then of the query",
+                f"maps-{index}",
+                backend.topk,
+                visible,
+                answer.maps,
+            )
+        rows += [summary, results, maps]
+    return rows
+
+
+def _respond(backend: DemoBackend, make_query: Callable[[], Query], kind: str, num_rows: int) -> list:
+    """The page's updates for the query ``make_query`` gives: every row answered, or the error in the status."""
+    try:
+        query = make_query()
+        answers = backend.answer(query, kind)
+    except DemoInputError as error:
+        return [gr.skip(), gr.skip(), f"⚠️ {error}", *[gr.skip()] * num_rows]
+    except Exception as error:  # keep serving; the terminal gets the traceback
+        LOG.exception("query failed")
+        return [
+            gr.skip(),
+            gr.skip(),
+            f"⚠️ Internal error ({type(error).__name__}: {error}).",
+            *[gr.skip()] * num_rows,
+        ]
+    return [query, display_tile(query.image), _status(query), *_answer_updates(answers)]
 
 
 def launch(

@@ -130,11 +130,10 @@ def test_a_batch_the_train_set_cannot_fill_is_a_recipe_error(tiny_overrides, ove
     assert not (Path(cfg.data.save_dir) / "checkpoints").exists()
 
 
-def test_generated_set_missing_a_subfolder_is_redrawn(tmp_path, monkeypatch):
-    monkeypatch.setattr(SynthCam, "spec", TINY_SPEC)
-    first = SynthCam(root=str(tmp_path), verbose=False)
+def test_generated_set_missing_a_subfolder_is_redrawn(tmp_path):
+    first = SynthCam(root=str(tmp_path), spec=TINY_SPEC, verbose=False)
     shutil.rmtree(Path(first.query_dir))
-    again = SynthCam(root=str(tmp_path), verbose=False)
+    again = SynthCam(root=str(tmp_path), spec=TINY_SPEC, verbose=False)
     assert again.query == first.query and len(again.query) > 0
 
 

@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ccsc_plugin._torchreid import image_dataset_registry, torchreid
 from ccsc_plugin.config import RecipeError, load_config
-from ccsc_plugin.data import synthcam
-from ccsc_plugin.data.synthcam import SynthCam, SynthCamSpec, generate, identity, render_shot
+from ccsc_plugin.data import synthcam, synthcam_render
+from ccsc_plugin.data.registry import configure_synthcam
+from ccsc_plugin.data.synthcam import SynthCam, SynthCamSpec, generate, render_shot
+from ccsc_plugin.data.synthcam_render import identity
 
 MARKET_NAME = re.compile(r"^(\d{4})_c(\d)s1_(\d{6})_00\.jpg$")
 SPEC = SynthCamSpec(num_train_ids=6, num_test_ids=4, num_cams=3, images_per_cam=3, height=64, width=32, seed=5)
@@ -71,7 +74,7 @@ def test_same_camera_shots_far_more_alike_than_cross_camera():
 
 
 def test_cameras_differ_in_view_light_and_scale():
-    styles = [synthcam.camera_style(0, cam) for cam in range(4)]
+    styles = [synthcam_render.camera_style(0, cam) for cam in range(4)]
     assert [s["view"] for s in styles[:3]] == ["front", "back", "side"]
     assert len({round(s["brightness"], 3) for s in styles}) == 4
     assert len({round(s["scale"], 3) for s in styles}) == 4
@@ -90,9 +93,9 @@ def test_a_detail_shows_in_some_views_only(detail, value):
     person = {**identity(0, 0), "bag": "none", "logo": None}
     gaps = {}
     for cam in range(3):
-        style = synthcam.camera_style(0, cam)
-        without = synthcam.draw_person(person, style, (128, 64), np.random.default_rng(0))
-        with_detail = synthcam.draw_person({**person, detail: value}, style, (128, 64), np.random.default_rng(0))
+        style = synthcam_render.camera_style(0, cam)
+        without = synthcam_render.draw_person(person, style, (128, 64), np.random.default_rng(0))
+        with_detail = synthcam_render.draw_person({**person, detail: value}, style, (128, 64), np.random.default_rng(0))
         gaps[style["view"]] = _mean_abs_difference(without, with_detail)
     shown, hidden = ("back", "front") if detail == "bag" else ("front", "back")
     assert gaps[shown] > 2 * gaps[hidden]
@@ -128,13 +131,34 @@ def test_bad_spec_is_rejected(field, value, message):
         SynthCamSpec(**{**SPEC.__dict__, field: value})
 
 
-def test_torchreid_dataset_generates_on_first_use(tmp_path, monkeypatch):
-    monkeypatch.setattr(SynthCam, "spec", SPEC)
-    dataset = SynthCam(root=str(tmp_path), verbose=False)
+def test_torchreid_dataset_generates_on_first_use(tmp_path):
+    dataset = SynthCam(root=str(tmp_path), spec=SPEC, verbose=False)
     assert dataset.num_train_pids == SPEC.num_train_ids
     assert dataset.num_train_cams == SPEC.num_cams
     assert sorted({pid for _, pid, _, _ in dataset.train}) == list(range(SPEC.num_train_ids))  # relabelled
     assert (tmp_path / "synthcam" / SPEC.key() / "spec.json").is_file()
+
+
+OTHER_SPEC = SynthCamSpec(num_train_ids=4, num_test_ids=2, num_cams=2, images_per_cam=2, height=32, width=16, seed=7)
+
+
+@pytest.mark.parametrize("by_name", [False, True], ids=["constructed", "by-name-through-torchreid"])
+def test_datasets_built_one_after_the_other_keep_their_own_specs(tmp_path, monkeypatch, by_name):
+    registry = image_dataset_registry()
+    monkeypatch.setitem(registry, "synthcam", registry["synthcam"])  # configure_synthcam's binding, undone after
+
+    def build(spec: SynthCamSpec) -> SynthCam:
+        if not by_name:
+            return SynthCam(root=str(tmp_path), spec=spec, verbose=False)
+        configure_synthcam(spec.__dict__)  # as pipeline.prepare_datasets does with a recipe's data.synthcam
+        return torchreid.data.datasets.init_image_dataset("synthcam", root=str(tmp_path), verbose=False)
+
+    first, second = build(SPEC), build(OTHER_SPEC)
+    assert (first.spec, second.spec) == (SPEC, OTHER_SPEC)
+    assert (Path(first.data_dir).name, Path(second.data_dir).name) == (SPEC.key(), OTHER_SPEC.key())
+    assert (first.num_train_pids, second.num_train_pids) == (SPEC.num_train_ids, OTHER_SPEC.num_train_ids)
+    assert (first.num_train_cams, second.num_train_cams) == (SPEC.num_cams, OTHER_SPEC.num_cams)
+    assert not hasattr(SynthCam, "spec")  # no class-level spec for one dataset to leave behind for the next
 
 
 def test_quickstart_recipe_is_the_paper_family_sized_for_a_cpu():

@@ -41,9 +41,23 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``ccsc-reid`` parser: one sub-command per ``_add_*_command``."""
     parser = argparse.ArgumentParser(prog="ccsc-reid", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    for add_command in (
+        _add_train_command,
+        _add_test_command,
+        _add_export_command,
+        _add_quickstart_command,
+        _add_table_command,
+        _add_recipes_command,
+        _add_demo_command,
+    ):
+        add_command(commands)
+    return parser
 
+
+def _add_train_command(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a recipe, then evaluate; writes checkpoints and result.json")
     _add_recipe_args(train)
     train.add_argument("--resume", help="checkpoint file or run folder to resume from (same as --set model.resume=...)")
@@ -53,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="data.save_dir holds an earlier run: remove its checkpoints, result.json, logs and test results first",
     )
 
+
+def _add_test_command(commands: argparse._SubParsersAction) -> None:
     test = commands.add_parser(
         "test",
         help="evaluate trained weights with a recipe's data and test settings; writes data.save_dir/tests/*.json",
@@ -60,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_args(test)
     test.add_argument("--weights", required=True, help="checkpoint file or run folder (its latest checkpoint)")
 
+
+def _add_export_command(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="export a trained model to ONNX (image batch -> 512-d features)")
     export.add_argument("source", help="checkpoint file, run folder (its latest checkpoint) or recipe YAML")
     export.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write, e.g. model.onnx")
@@ -67,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides"
     )
 
+
+def _add_quickstart_command(commands: argparse._SubParsersAction) -> None:
     quickstart = commands.add_parser("quickstart", help="train baseline and CCSC on the generated set and compare")
     quickstart.add_argument("--recipe", default=None, help="quickstart recipe (default: recipes/quickstart.yaml)")
     quickstart.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -77,13 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(expected near chance: they are trained on generated people), e.g. ../shared/data/cuhk03-detected-mini",
     )
 
+
+def _add_table_command(commands: argparse._SubParsersAction) -> None:
     table = commands.add_parser("table", help="render the paper's Tables 1-3 with measured results beside them")
     table.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, folders of runs, or result.json files")
     table.add_argument("--output", help="also write the Markdown to this file")
 
+
+def _add_recipes_command(commands: argparse._SubParsersAction) -> None:
     recipes = commands.add_parser("recipes", help="list the recipes: path, dataset, method, paper cell")
     recipes.add_argument("folder", nargs="?", default=None, help="recipe folder (default: the repository's recipes/)")
 
+
+def _add_demo_command(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="browser demo: top-5 retrievals and response maps, models side by side")
     demo.add_argument(
         "--weights",
@@ -113,7 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 is faster on a busy machine)"
     )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ccsc_plugin._torchreid import image_dataset_registry, torchreid
 from ccsc_plugin.data.csv_dataset import CSVDataset
-from ccsc_plugin.data.synthcam import SynthCam
+from ccsc_plugin.data.synthcam import SynthCam, SynthCamSpec
 from ccsc_plugin.errors import RecipeError
 
 PLUGIN_DATASETS: dict[str, type] = {"synthcam": SynthCam, "csv": CSVDataset}
@@ -135,6 +135,16 @@ def configure_csv(csv_node: Any) -> dict[str, Any]:
     options = csv_options(csv_node)
     image_dataset_registry()["csv"] = functools.partial(CSVDataset, **options)
     return options
+
+
+def configure_synthcam(synthcam_node: Any) -> SynthCamSpec:
+    """Register the ``synthcam`` dataset with a recipe's ``data.synthcam`` spec bound; return that spec.
+
+    Bound as ``configure_csv`` binds the CSV options: each dataset built by name gets the spec as an argument.
+    """
+    spec = SynthCamSpec(**dict(synthcam_node))
+    image_dataset_registry()["synthcam"] = functools.partial(SynthCam, spec=spec)
+    return spec
 
 
 def register_datasets() -> None:

@@ -15,9 +15,8 @@ from ccsc_plugin.data import samplers
 from ccsc_plugin.data.checks import DataChecks
 from ccsc_plugin.data.csv_dataset import seen_identities_warning
 from ccsc_plugin.data.loaders import build_train_loader
-from ccsc_plugin.data.registry import PLUGIN_DATASETS, check_dataset, configure_csv
+from ccsc_plugin.data.registry import PLUGIN_DATASETS, check_dataset, configure_csv, configure_synthcam
 from ccsc_plugin.data.resumable_sampler import ResumableSampler
-from ccsc_plugin.data.synthcam import SynthCam, SynthCamSpec
 from ccsc_plugin.engine import distributed
 from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
 from ccsc_plugin.engine.schedule import WarmupMultiStepLR
@@ -44,7 +43,7 @@ def method_name(cfg: CN) -> str:
 
 def prepare_datasets(cfg: CN) -> None:
     """Check benchmark folders exist and set the plugin datasets' options before torchreid loads them."""
-    SynthCam.spec = SynthCamSpec(**dict(cfg.data.synthcam))
+    configure_synthcam(cfg.data.synthcam)
     csv_opts = configure_csv(cfg.data.csv)
     targets = list(cfg.data.targets) or list(cfg.data.sources)
     trains_and_tests_csv = "csv" in cfg.data.sources and "csv" in targets

@@ -15,8 +15,7 @@ from yacs.config import CfgNode as CN
 
 from ccsc_plugin._torchreid import image_dataset_registry, torchreid
 from ccsc_plugin.data.csv_dataset import CSVDatasetError, read_rows, split_rows
-from ccsc_plugin.data.registry import PLUGIN_DATASETS, check_dataset, configure_csv
-from ccsc_plugin.data.synthcam import SynthCam, SynthCamSpec
+from ccsc_plugin.data.registry import PLUGIN_DATASETS, check_dataset, configure_csv, configure_synthcam
 
 _MARKET_NAME = re.compile(r"([-\d]+)_c(\d)")
 
@@ -83,7 +82,7 @@ def _torchreid_split(name: str, root: str | Path, cfg: CN | None) -> QueryGaller
             "a CSV file (path,pid,camid) or a folder with query/ and bounding_box_test/."
         )
     if name == "synthcam" and cfg is not None:
-        SynthCam.spec = SynthCamSpec(**dict(cfg.data.synthcam))
+        configure_synthcam(cfg.data.synthcam)
     if name == "csv" and cfg is not None:
         configure_csv(cfg.data.csv)  # the checkpoint's test set: data.csv.test_path, val_ids or its split
     if name not in PLUGIN_DATASETS:
