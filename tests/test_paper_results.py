@@ -9,7 +9,7 @@ import pytest
 from ccsc_plugin.cli.recipe_index import list_recipes
 from ccsc_plugin.evaluation.tables import load_paper_results
 
-PAPER_RESULTS = Path(__file__).resolve().parents[1] / "ccsc_plugin" / "paper_results.yaml"
+PAPER_RESULTS = Path(__file__).resolve().parents[1] / "ccsc_plugin" / "evaluation" / "paper_results.yaml"
 DASH = None  # a "-" cell of the paper
 
 # Read from the paper's printed tables, one cell per line: (table, dataset, method, rank-1, mAP).

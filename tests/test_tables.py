@@ -131,7 +131,7 @@ def test_table_on_a_folder_without_results_exits_2(tmp_path, capsys):
 
 def test_paper_results_ship_as_package_data():
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-    assert "paper_results.yaml" in pyproject["tool"]["setuptools"]["package-data"]["ccsc_plugin"]
+    assert "paper_results.yaml" in pyproject["tool"]["setuptools"]["package-data"]["ccsc_plugin.evaluation"]
 
 
 A_RESULT = {"dataset": "market1501", "method": "softmax", "rank1": 0.5, "mAP": 0.4, "epochs": 1}

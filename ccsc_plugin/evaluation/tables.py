@@ -33,7 +33,7 @@ GAP_COLUMNS = {"same_camera": "Same camera", "cross_camera": "Cross-camera", "di
 
 def load_paper_results() -> dict[str, Any]:
     """The published numbers, datasets, methods and table layout (``paper_results.yaml``)."""
-    text = resources.files("ccsc_plugin").joinpath("paper_results.yaml").read_text()
+    text = resources.files("ccsc_plugin.evaluation").joinpath("paper_results.yaml").read_text()
     return yaml.safe_load(text)
 
 
@@ -194,7 +194,7 @@ def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = REN
     parts = [render_table(number, paper, measured) for number in tables]
     parts.append(
         "Numbers are %. Paper: the published value (the paper's Tables 1-4, as transcribed in "
-        "ccsc_plugin/paper_results.yaml). Measured: mean over the matching result.json files "
+        "ccsc_plugin/evaluation/paper_results.yaml). Measured: mean over the matching result.json files "
         "(not run = none given). Δ = measured - paper."
     )
     if cpu_scale:
