@@ -140,7 +140,7 @@ BAD_RECIPES = {  # id -> (recipe bytes, --set overrides, what the message must s
     "base-number": (b"_base_: 3\n", [], r"r\.yaml: _base_ must be a path or a list of paths .*got 3"),
     "base-mapping": (b"_base_: {a: b}\n", [], r"r\.yaml: _base_ must be a path or a list of paths"),
     "base-list-of-number": (b"_base_: [2]\n", [], r"r\.yaml: _base_ must be a path or a list of paths .*got \[2\]"),
-    "latin-1": ("experiment: {notes: caf\xe9}\n".encode("latin-1"), [], r"r\.yaml line 1: not UTF-8.*as UTF-8"),
+    "latin-1": ("experiment: {paper_cell: caf\xe9}\n".encode("latin-1"), [], r"r\.yaml line 1: not UTF-8.*as UTF-8"),
     "unknown-source": (b"", ["data.sources=[market15]"], r"data.sources: unknown dataset 'market15'.*'market1501'"),
     "unknown-target": (b"", ["data.targets=[dukemtmc]"], r"data.targets: unknown dataset 'dukemtmc'.*'dukemtmcreid'"),
     "lr-nan": (b"", ["train.lr=.nan"], "train.lr must be a finite number, got nan"),

@@ -142,7 +142,7 @@ def test_recipe_syntax_and_base_errors_name_the_file(write, text, message):
 
 def test_non_utf8_recipe_names_the_file_and_line(tmp_path):
     path = tmp_path / "latin1.yaml"
-    path.write_bytes("experiment:\n  notes: caf\xe9\n".encode("latin-1"))
+    path.write_bytes("experiment:\n  paper_cell: caf\xe9\n".encode("latin-1"))
     with pytest.raises(RecipeError, match=r"latin1\.yaml line 2: not UTF-8 text \(byte 0xe9\).*save it as UTF-8"):
         load_config(path)
 

@@ -24,10 +24,8 @@ from typing import Any
 from ccsc_plugin._torchreid import submodule
 from ccsc_plugin.data.integrity import ImageScreen
 from ccsc_plugin.data.resumable_sampler import ResumableSampler
+from ccsc_plugin.data.samplers import IDENTITY_SAMPLERS
 from ccsc_plugin.errors import RecipeError
-
-# Samplers that draw K images per identity (sampler.num_instances matters).
-IDENTITY_SAMPLERS = {"RandomIdentitySampler", "CameraAwareIdentitySampler"}
 
 
 @dataclass

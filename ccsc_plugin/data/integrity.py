@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from PIL import Image
 from tqdm import tqdm
 
-ON_BAD_IMAGE = ("skip", "error")
+ON_BAD_IMAGE = ("skip", "error")  # every valid data.on_bad_image
 
 
 class BadImageError(ValueError):
@@ -42,7 +42,7 @@ class ImageScreen:
 
     def __init__(self, on_bad_image: str = "skip", threads: int | None = None) -> None:
         if on_bad_image not in ON_BAD_IMAGE:
-            raise ValueError(f"on_bad_image must be one of {ON_BAD_IMAGE}, got {on_bad_image!r}.")
+            raise ValueError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}; got {on_bad_image!r}.")
         self.on_bad_image = on_bad_image
         self.threads = threads or min(8, os.cpu_count() or 1)
         self.reasons: dict[str, str | None] = {}  # every path checked so far -> None (fine) or the reason

@@ -22,9 +22,15 @@ import numpy as np
 from torch.utils.data import Sampler
 from yacs.config import CfgNode as CN
 
+from ccsc_plugin._torchreid import submodule
+
 CAMERA_AWARE = "CameraAwareIdentitySampler"
 PLUGIN_SAMPLERS = (CAMERA_AWARE,)
 TORCHREID_IDENTITY_SAMPLER = "RandomIdentitySampler"
+TORCHREID_SAMPLERS = tuple(submodule("data.sampler").AVAI_SAMPLERS)  # what torchreid's data manager builds
+SAMPLERS = (*TORCHREID_SAMPLERS, *PLUGIN_SAMPLERS)  # every valid sampler.train_sampler
+# The samplers that draw K images per identity (sampler.num_instances matters), and the ones that can shard.
+IDENTITY_SAMPLERS = (TORCHREID_IDENTITY_SAMPLER, CAMERA_AWARE)
 
 
 class IdentitySampler(Sampler[int]):
@@ -150,7 +156,7 @@ def build_train_sampler(cfg: CN, data_source: Sequence[tuple], rank: int = 0, wo
     ``RandomIdentitySampler`` becomes its sharded equivalent. Other torchreid samplers cannot shard.
     """
     name = cfg.sampler.train_sampler
-    if name not in (*PLUGIN_SAMPLERS, TORCHREID_IDENTITY_SAMPLER):
+    if name not in IDENTITY_SAMPLERS:
         raise ValueError(
             f"sampler.train_sampler={name!r} cannot be sharded across {world_size} processes: use "
             f"{TORCHREID_IDENTITY_SAMPLER} or {CAMERA_AWARE} for distributed training."

@@ -30,6 +30,7 @@ from ccsc_plugin.losses import CCSCLoss, CenterLoss, CrossEntropyLoss, TripletLo
 from ccsc_plugin.models.ccsc_resnet import feature_dim
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_MODES = tuple(AMP_DTYPES)  # every valid train.amp
 RESUME_FIX = (
     "--resume continues a run of this recipe's model on the same training data: pass that run, or drop --resume "
     "(--set model.load_weights=CHECKPOINT starts a new run from its weights, the classifier excepted)."
@@ -91,8 +92,8 @@ class ImageCCSCEngine(torchreid.engine.Engine):
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.register_model("model", self.model, optimizer, scheduler)
-        if amp not in AMP_DTYPES:
-            raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}.")
+        if amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}; got {amp!r}.")
         self.amp_dtype = AMP_DTYPES[amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.checkpoint_extras = dict(checkpoint_extras or {})

@@ -18,7 +18,7 @@ from torch.distributed.nn.functional import all_gather as _all_gather_autograd
 from torch.nn.parallel import DistributedDataParallel
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-BACKENDS = ("auto", "gloo", "nccl")
+DIST_BACKENDS = ("auto", "gloo", "nccl")  # every valid train.dist_backend
 
 
 def launched_by_torchrun() -> bool:
@@ -46,8 +46,8 @@ def is_main_process() -> bool:
 
 def pick_backend(backend: str, use_gpu: bool) -> str:
     """``auto`` -> nccl when the run uses CUDA, gloo otherwise."""
-    if backend not in BACKENDS:
-        raise ValueError(f"train.dist_backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
+    if backend not in DIST_BACKENDS:
+        raise ValueError(f"train.dist_backend must be one of {', '.join(DIST_BACKENDS)}; got {backend!r}.")
     if backend == "auto":
         return "nccl" if use_gpu else "gloo"
     return backend

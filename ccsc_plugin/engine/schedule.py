@@ -13,6 +13,12 @@ from collections.abc import Sequence
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from ccsc_plugin._torchreid import submodule
+
+WARMUP_MULTISTEP = "warmup_multistep"  # the paper's schedule, WarmupMultiStepLR
+# every valid train.lr_scheduler: the plugin's, then what torchreid.optim.build_lr_scheduler builds
+LR_SCHEDULERS = (WARMUP_MULTISTEP, *submodule("optim.lr_scheduler").AVAI_SCH)
+
 
 def warmup_multistep_factor(
     epoch: int, milestones: Sequence[int], gamma: float, warmup_epochs: int, warmup_factor: float

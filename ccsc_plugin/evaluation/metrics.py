@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ccsc_plugin._torchreid import torchreid
 
+DIST_METRICS = ("euclidean", "cosine")  # torchreid's compute_distance_matrix metrics; every valid test.dist_metric
 DISTANCE_BYTES = 256 * 2**20  # distance block of evaluate_features (query rows x gallery, float32)
 SCORE_BYTES = 16 * 2**20  # working set of one scoring step: small enough to stay in cache
 BUCKETS = 4096  # distance buckets per query between its nearest and farthest true match
@@ -219,6 +220,8 @@ def evaluate_rank(
 
 def distance_matrix(qf: torch.Tensor, gf: torch.Tensor, metric: str = "euclidean") -> torch.Tensor:
     """Query x gallery distances with torchreid's metric names (``euclidean`` is squared, as there)."""
+    if metric not in DIST_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(DIST_METRICS)}; got {metric!r}.")
     return torchreid.metrics.compute_distance_matrix(qf, gf, metric)
 
 

@@ -19,7 +19,7 @@ from ccsc_plugin.data.registry import PLUGIN_DATASETS, check_dataset, configure_
 from ccsc_plugin.data.resumable_sampler import ResumableSampler
 from ccsc_plugin.engine import distributed
 from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
-from ccsc_plugin.engine.schedule import WarmupMultiStepLR
+from ccsc_plugin.engine.schedule import WARMUP_MULTISTEP, WarmupMultiStepLR
 from ccsc_plugin.models.ccsc_resnet import MODEL_NAME, PretrainedWeightsUnavailable, create_model
 
 
@@ -167,7 +167,7 @@ def build_optimizer(cfg: CN, model: torch.nn.Module) -> torch.optim.Optimizer:
 
 def build_scheduler(cfg: CN, optimizer: torch.optim.Optimizer):
     """The paper's warm-up multi-step schedule, or any of torchreid's by name."""
-    if cfg.train.lr_scheduler == "warmup_multistep":
+    if cfg.train.lr_scheduler == WARMUP_MULTISTEP:
         return WarmupMultiStepLR(
             optimizer,
             milestones=list(cfg.train.stepsize),

@@ -20,8 +20,9 @@ import faiss
 import numpy as np
 import torch
 
+from ccsc_plugin.evaluation.metrics import DIST_METRICS
+
 KINDS = ("exact", "ivf", "hnsw")
-METRICS = ("euclidean", "cosine")
 
 
 @dataclass
@@ -72,8 +73,8 @@ class GalleryIndex:
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}.")
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}.")
+        if metric not in DIST_METRICS:
+            raise ValueError(f"metric must be one of {', '.join(DIST_METRICS)}; got {metric!r}.")
         self.dim, self.kind, self.metric, self.nlist = dim, kind, metric, nlist
         faiss_metric = faiss.METRIC_L2 if metric == "euclidean" else faiss.METRIC_INNER_PRODUCT
         if kind == "exact":

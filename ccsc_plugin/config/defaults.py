@@ -1,0 +1,164 @@
+"""Every valid recipe key with its default: torchreid's lowercase yacs sections plus ``loss`` and ``experiment``.
+
+The defaults are the paper's Sec. 4.2 settings. Every key is read by the package (``tests/test_config_keys.py``
+checks it); keys that once existed but set nothing are :data:`RETIRED_KEYS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from yacs.config import CfgNode as CN
+
+from ccsc_plugin.models.ccsc_resnet import DEFAULT_BACKBONE, MODEL_NAME
+
+# Keys removed because nothing read them -> what to do instead. A recipe that sets one is an error saying so;
+# the config stored in an older checkpoint still loads (they are dropped from it, see without_retired).
+RETIRED_KEYS: dict[str, str] = {
+    "experiment.name": "it set nothing; the run folder is data.save_dir",
+    "experiment.notes": "it set nothing; write notes as YAML comments",
+    "data.type": "it set nothing; the data are always images",
+    "test.rerank": "re-ranking is not implemented",
+}
+
+
+def get_default_config() -> CN:
+    """All valid keys with the paper's settings (ResNet-50, 384x128, P=16 x K=4, Adam, warm-up)."""
+    cfg = CN()
+    cfg.experiment = CN()
+    cfg.experiment.method = ""  # e.g. "softmax+ccsc"; written to result.json
+    cfg.experiment.paper_cell = ""  # e.g. "Table 1 / Market-1501 / softmax+CCSC"
+    cfg.model = _model()
+    cfg.data = _data()
+    cfg.sampler = CN()
+    cfg.sampler.train_sampler = "RandomIdentitySampler"  # a torchreid sampler or CameraAwareIdentitySampler
+    cfg.sampler.num_instances = 4  # K
+    cfg.train = _train()
+    cfg.adam = CN()
+    cfg.adam.beta1 = 0.9
+    cfg.adam.beta2 = 0.999
+    cfg.loss = _loss()
+    cfg.test = CN()
+    cfg.test.batch_size = 128
+    cfg.test.dist_metric = "euclidean"
+    cfg.test.normalize_feature = False
+    cfg.test.ranks = [1, 5, 10, 20]
+    cfg.test.eval_freq = -1
+    cfg.test.start_eval = 0
+    cfg.use_gpu = True  # used only when CUDA is available
+    return cfg
+
+
+def _model() -> CN:
+    model = CN()
+    model.name = MODEL_NAME  # the paper's model, or any of torchreid's (osnet_x0_25, resnet50_fc512, ...)
+    model.backbone = DEFAULT_BACKBONE  # resnet50_ccsc's timm ResNet (models.ccsc_resnet.BACKBONES)
+    model.pretrained = True  # ImageNet init (paper)
+    model.pretrained_path = ""  # local ImageNet weights; empty = timm hub
+    model.allow_random_init = False  # fall back to random init when no weights can be had
+    model.load_weights = ""  # start from a trained checkpoint (weights only)
+    model.resume = ""  # resume a run: checkpoint file or run folder
+    return model
+
+
+def _data() -> CN:
+    data = CN()
+    data.root = "reid-data"
+    data.sources = ["market1501"]
+    data.targets = []  # empty = same as sources
+    data.workers = 4  # DataLoader worker processes (0 = load in the training process)
+    data.pin_memory = True  # pinned host memory for faster copies; used only when training on a GPU
+    data.persistent_workers = True  # keep workers alive between epochs; used only when data.workers > 0
+    data.split_id = 0
+    data.height = 384
+    data.width = 128
+    data.combineall = False
+    data.transforms = ["random_flip", "random_erase"]
+    data.norm_mean = [0.485, 0.456, 0.406]
+    data.norm_std = [0.229, 0.224, 0.225]
+    data.save_dir = "log/run"
+    data.cuhk03_labeled = False
+    data.cuhk03_classic_split = False  # False = the 767/700 protocol
+    data.market1501_500k = False
+    data.on_bad_image = "skip"  # unreadable image: skip (warn, count in result.json) | error (stop before training)
+    data.synthcam = CN()  # size of the generated set (data.sources: [synthcam]): the fields of SynthCamSpec
+    data.synthcam.num_train_ids = 40
+    data.synthcam.num_test_ids = 20
+    data.synthcam.num_cams = 4
+    data.synthcam.images_per_cam = 3
+    data.synthcam.height = 128
+    data.synthcam.width = 64
+    data.synthcam.seed = 0
+    data.csv = CN()  # any labelled folder (data.sources: [csv]); see ccsc_plugin/data/csv_dataset.py
+    data.csv.path = ""  # CSV with columns path,pid,camid[,split]; relative image paths resolve against it
+    data.csv.test_path = ""  # a second CSV as the test set (split column, else 1 query per id+camera); path trains
+    data.csv.val_ids = 0  # > 0: the last N identities (highest pids) of path's training rows are the test set
+    return data
+
+
+def _train() -> CN:
+    train = CN()
+    train.optim = "adam"
+    train.lr = 3.5e-4
+    train.weight_decay = 5e-4
+    train.max_epoch = 100
+    train.start_epoch = 0
+    train.batch_size = 64  # P x K = 16 x 4
+    train.fixbase_epoch = 0
+    train.open_layers = ["classifier"]
+    train.lr_scheduler = "warmup_multistep"
+    train.stepsize = [35, 55]
+    train.gamma = 0.1
+    train.warmup_epochs = 5
+    train.warmup_start_lr = 3.5e-5
+    train.print_freq = 20
+    train.seed = 1
+    train.amp = "off"  # off | bf16 | fp16
+    train.channels_last = True  # faster on the CPU for ResNet-50 and ResNet-18 (benchmarks/bench_training.py)
+    train.compile = False  # torch.compile the model (first steps compile: pays off on long runs)
+    train.dist_backend = "auto"  # under torchrun: auto (nccl on GPUs, gloo on CPU) | gloo | nccl
+    return train
+
+
+def _loss() -> CN:
+    loss = CN()
+    loss.softmax = CN()
+    loss.softmax.weight = 1.0
+    loss.softmax.label_smooth = False  # the paper uses plain softmax cross-entropy
+    loss.ccsc = CN()
+    loss.ccsc.weight = 1.5  # lambda (paper Sec. 4.2)
+    loss.ccsc.cross_camera = True  # False = Table 2's "without constraint"
+    loss.ccsc.include_self = True  # only used when cross_camera=False (Algorithm 1 keeps i = j)
+    loss.triplet = CN()
+    loss.triplet.weight = 0.0
+    loss.triplet.margin = 0.3
+    loss.center = CN()
+    loss.center.weight = 0.0
+    loss.center.alpha = 0.5
+    loss.gather_features = False  # under DDP: CCSC and triplet terms over all ranks' features
+    return loss
+
+
+def flat_keys(node: CN, prefix: str = "") -> list[str]:
+    """Every key of ``node`` as a dotted path, sections included (``data``, ``data.csv``, ``data.csv.path``...)."""
+    keys = []
+    for key, value in node.items():
+        full = f"{prefix}{key}"
+        keys.append(full)
+        if isinstance(value, CN):
+            keys.extend(flat_keys(value, full + "."))
+    return keys
+
+
+def without_retired(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A nested recipe mapping without the :data:`RETIRED_KEYS` (for configs stored by older versions)."""
+
+    def strip(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        return {
+            key: strip(value, f"{prefix}{key}.") if isinstance(value, Mapping) else value
+            for key, value in values.items()
+            if f"{prefix}{key}" not in RETIRED_KEYS
+        }
+
+    return strip(data, "")
