@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -137,12 +138,12 @@ def configure_csv(csv_node: Any) -> dict[str, Any]:
     return options
 
 
-def configure_synthcam(synthcam_node: Any) -> SynthCamSpec:
-    """Register the ``synthcam`` dataset with a recipe's ``data.synthcam`` spec bound; return that spec.
+def configure_synthcam(options: Mapping[str, Any]) -> SynthCamSpec:
+    """Register the ``synthcam`` dataset with a recipe's ``data.synthcam`` options bound; return their spec.
 
     Bound as ``configure_csv`` binds the CSV options: each dataset built by name gets the spec as an argument.
     """
-    spec = SynthCamSpec(**dict(synthcam_node))
+    spec = SynthCamSpec(**options)
     image_dataset_registry()["synthcam"] = functools.partial(SynthCam, spec=spec)
     return spec
 

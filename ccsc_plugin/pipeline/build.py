@@ -43,7 +43,7 @@ def method_name(cfg: CN) -> str:
 
 def prepare_datasets(cfg: CN) -> None:
     """Check benchmark folders exist and set the plugin datasets' options before torchreid loads them."""
-    configure_synthcam(cfg.data.synthcam)
+    configure_synthcam(dict(cfg.data.synthcam))
     csv_opts = configure_csv(cfg.data.csv)
     targets = list(cfg.data.targets) or list(cfg.data.sources)
     trains_and_tests_csv = "csv" in cfg.data.sources and "csv" in targets

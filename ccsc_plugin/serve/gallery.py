@@ -82,7 +82,7 @@ def _torchreid_split(name: str, root: str | Path, cfg: CN | None) -> QueryGaller
             "a CSV file (path,pid,camid) or a folder with query/ and bounding_box_test/."
         )
     if name == "synthcam" and cfg is not None:
-        configure_synthcam(cfg.data.synthcam)
+        configure_synthcam(dict(cfg.data.synthcam))
     if name == "csv" and cfg is not None:
         configure_csv(cfg.data.csv)  # the checkpoint's test set: data.csv.test_path, val_ids or its split
     if name not in PLUGIN_DATASETS:
