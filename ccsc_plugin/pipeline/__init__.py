@@ -210,21 +210,10 @@ def build_engine(cfg: CN, datamanager=None) -> ImageCCSCEngine:
         optimizer,
         scheduler=build_scheduler(cfg, optimizer),
         use_gpu=use_gpu(cfg),
-        weight_id=cfg.loss.softmax.weight,
-        label_smooth=cfg.loss.softmax.label_smooth,
-        weight_ccsc=cfg.loss.ccsc.weight,
-        cross_camera=cfg.loss.ccsc.cross_camera,
-        include_self=cfg.loss.ccsc.include_self,
-        weight_triplet=cfg.loss.triplet.weight,
-        margin=cfg.loss.triplet.margin,
-        weight_center=cfg.loss.center.weight,
-        center_alpha=cfg.loss.center.alpha,
-        amp=cfg.train.amp,
-        channels_last=cfg.train.channels_last,
-        compile_model=cfg.train.compile,
+        loss=cfg.loss,
+        train=cfg.train,
         checkpoint_extras={"config": cfg.dump(), "num_classes": int(datamanager.num_train_pids)},
         ddp=distributed.is_enabled(),
-        gather_features=cfg.loss.gather_features,
     )
 
 
