@@ -11,8 +11,13 @@ import torch
 from ccsc_plugin import pipeline
 from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.checkpoint import load_checkpoint
-from ccsc_plugin.config import load_config
-from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
+from ccsc_plugin.config import get_default_config, load_config
+from ccsc_plugin.engine.ccsc_engine import (
+    ImageCCSCEngine,
+    default_loss_section,
+    default_train_section,
+    over_defaults,
+)
 from ccsc_plugin.evaluation.results import read_result
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
@@ -87,3 +92,47 @@ def test_train_evaluate_checkpoint_and_resume(tiny_cfg, tiny_overrides):
     resumed = load_checkpoint(run / "checkpoints" / "epoch-003.pt")
     assert resumed["epoch"] == 3 and resumed["scheduler"]["last_epoch"] == 3
     assert "Resuming at epoch 3" in (run / "train.log").read_text()
+
+
+def test_engine_defaults_are_the_recipes_defaults():
+    cfg = get_default_config()
+    assert default_loss_section() == cfg.loss
+    assert {key: cfg.train[key] for key in default_train_section()} == default_train_section()
+
+
+def test_engine_built_by_hand_takes_part_of_a_section_over_the_defaults(tiny_cfg):
+    datamanager = pipeline.build_datamanager(tiny_cfg)
+    model = pipeline.build_model(tiny_cfg, datamanager.num_train_pids)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss = {"triplet": {"weight": 1.0, "margin": 0.5}, "ccsc": {"cross_camera": False}}
+    train = {"channels_last": False, "amp": "bf16", "lr": 1.0}  # keys the engine does not read are ignored
+    engine = ImageCCSCEngine(datamanager, model, optimizer, use_gpu=False, loss=loss, train=train)
+    assert engine.weights == {"id": 1.0, "ccsc": 1.5, "triplet": 1.0, "center": 0.0}
+    assert engine.criterion_triplet.margin == 0.5 and engine.criterion_center is None
+    assert not engine.criterion_ccsc.cross_camera and engine.criterion_ccsc.include_self
+    assert engine.memory_format is torch.contiguous_format and engine.amp_dtype is torch.bfloat16
+    assert engine.forward_model is engine.model and not engine.gather_features
+    engine.set_model_mode("train")
+    summary = engine.forward_backward(next(iter(engine.train_loader)))
+    assert set(summary) == {"loss", "loss_id", "loss_ccsc", "loss_triplet", "acc"}
+
+
+@pytest.mark.parametrize(
+    ("given", "error", "message"),
+    [
+        ({"centre": {"weight": 0.1}}, KeyError, "loss.centre is not a key of the engine's loss section"),
+        ({"center": {"wieght": 0.1}}, KeyError, "loss.center.wieght is not a key"),
+        ({"ccsc": 0.0}, TypeError, "loss.ccsc is a section"),
+    ],
+)
+def test_a_loss_key_the_engine_does_not_know_is_an_error(given, error, message):
+    with pytest.raises(error, match=message):
+        over_defaults(default_loss_section(), given, "loss")
+
+
+def test_an_amp_mode_the_engine_does_not_know_is_an_error(tiny_cfg):
+    datamanager = pipeline.build_datamanager(tiny_cfg)
+    model = pipeline.build_model(tiny_cfg, datamanager.num_train_pids)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(ValueError, match="amp must be one of"):
+        ImageCCSCEngine(datamanager, model, optimizer, use_gpu=False, train={"amp": "fp8"})
