@@ -147,21 +147,31 @@ def _taken(run: Run, differences: Sequence[str]) -> RunFolderTaken:
     )
 
 
+def result_differences(run: Run, result: Mapping[str, Any], cfg: CN, origin: str) -> list[str]:
+    """How a finished run's ``result.json`` differs from ``run`` with ``cfg``: recipe, seed, epochs, settings.
+
+    A result that stores no ``config`` (written before results recorded their settings) cannot be matched.
+    """
+    wanted = {"recipe": run.label, "seed": cfg.train.seed, "epochs": cfg.train.max_epoch}
+    differences = [
+        f"{key}: {result.get(key)!r} there, {value!r} here" for key, value in wanted.items() if result.get(key) != value
+    ]
+    if "config" not in result:
+        return [*differences, "config: its result.json records no settings, so they cannot be compared"]
+    return [*differences, *config_differences(config_from_checkpoint(result, origin=origin), cfg)]
+
+
 def run_state(run: Run, cfg: CN) -> str:
     """``done`` (its result.json is of this run: read back), ``resume`` (checkpoints, no result) or ``start``.
 
-    A folder holding a run of another recipe, seed, epoch count or setting raises :class:`RunFolderTaken`.
+    A folder holding a run of another recipe, seed, epoch count or setting raises :class:`RunFolderTaken`: the
+    settings are compared with the full recipe stored in ``result.json`` (``config``), checkpoints or not, and in
+    its last checkpoint.
     """
     checkpoints = ckpt.epoch_checkpoints(run.folder)
     result_file = run.folder / RESULT_FILE
     if result_file.is_file():
-        result = read_result(result_file)
-        wanted = {"recipe": run.label, "seed": cfg.train.seed, "epochs": cfg.train.max_epoch}
-        differences = [
-            f"{key}: {result.get(key)!r} there, {value!r} here"
-            for key, value in wanted.items()
-            if result.get(key) != value
-        ]
+        differences = result_differences(run, read_result(result_file), cfg, str(result_file))
         if differences:
             raise _taken(run, differences)
     if checkpoints:

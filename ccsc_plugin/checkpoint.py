@@ -1,14 +1,19 @@
 """Checkpoints: written atomically, read with ``weights_only=True`` (an untrusted file cannot run code).
 
+Every file a run writes goes through :func:`atomic_write`, which turns a full disk into :class:`NoSpaceLeft`
+(exit 2 at the command line) naming the folder and about how much space the file needed.
+
 A checkpoint is a dict of tensors, state dicts and plain Python values only (no numpy scalars), so
 ``torch.load(weights_only=True)`` accepts it on torch >= 2.6, unlike torchreid's own files.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,21 +29,54 @@ class CheckpointError(ValueError):
     """A file is not a checkpoint this plugin can load safely."""
 
 
+class NoSpaceLeft(OSError):
+    """A file could not be written because its disk is full; the message names the folder and the space needed."""
+
+    def __init__(self, folder: Path, needed_bytes: int | None = None, then: str = "") -> None:
+        self.folder = folder
+        self.needed_bytes = needed_bytes
+        needed = f"needed about {needed_bytes / 1e6:.0f} MB, " if needed_bytes else ""
+        free = f"{shutil.disk_usage(folder).free / 1e6:.0f} MB free" if folder.is_dir() else "free space unknown"
+        fix = then or "Free space there (or choose another folder), then run the command again."
+        super().__init__(errno.ENOSPC, f"no space left on device in {folder} ({needed}{free}). {fix}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def then(self, fix: str) -> NoSpaceLeft:
+        """The same error with another way on, e.g. the command that resumes the run."""
+        return NoSpaceLeft(self.folder, self.needed_bytes, fix)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` says the disk is full: ``OSError`` ENOSPC, or torch.save's C++ writer failing mid-file."""
+    if isinstance(error, OSError):
+        return error.errno == errno.ENOSPC
+    text = str(error)  # torch.save: "[enforce fail at inline_container.cc] unexpected pos ..." / "file write failed"
+    return isinstance(error, RuntimeError) and ("unexpected pos" in text or "file write failed" in text)
+
+
 def checkpoint_path(save_dir: str | Path, epoch: int, batch: int = 0) -> Path:
     """Where the checkpoint taken after ``epoch`` epochs (and ``batch`` batches of the next) lives."""
     suffix = f"-batch-{batch:04d}" if batch else ""
     return Path(save_dir) / CHECKPOINT_DIR / f"epoch-{epoch:03d}{suffix}.pt"
 
 
-def atomic_write(path: str | Path, write) -> Path:
+def atomic_write(path: str | Path, write, size_hint: int | None = None) -> Path:
     """Call ``write(tmp_path)``, flush it to disk, then rename into place: a crash never leaves half a file.
 
     The temporary file sits beside ``path`` (same filesystem, so the rename is atomic) and is removed
-    if ``write`` fails; the previous ``path``, if any, is untouched until the rename.
+    if ``write`` fails; the previous ``path``, if any, is untouched until the rename. A full disk raises
+    :class:`~ccsc_plugin.errors.NoSpaceLeft` naming the folder and about ``size_hint`` bytes needed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX)
+    except OSError as error:
+        if is_disk_full(error):
+            raise NoSpaceLeft(path.parent, size_hint) from None
+        raise
     os.close(fd)
     try:
         write(tmp)
@@ -46,6 +84,10 @@ def atomic_write(path: str | Path, write) -> Path:
             os.fsync(written.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        if is_disk_full(error):
+            raise NoSpaceLeft(path.parent, size_hint) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -65,7 +107,18 @@ def _umask() -> int:
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Atomically ``torch.save`` ``state`` to ``path``."""
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return atomic_write(path, lambda tmp: torch.save(state, tmp), size_hint=tensor_bytes(state))
+
+
+def tensor_bytes(state: Any) -> int:
+    """The bytes of every tensor in a (nested) checkpoint state: about the size of its file."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(tensor_bytes(value) for value in state.values())
+    if isinstance(state, list | tuple):
+        return sum(tensor_bytes(value) for value in state)
+    return 0
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -104,14 +157,25 @@ def epoch_checkpoints(run_dir: str | Path) -> list[Path]:
     return [path for _, path in found]
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path:
-    """The checkpoint with the highest epoch in a run folder (or the file itself if given one)."""
+NOT_TRAINED = "has this run been trained? Train it with `ccsc-reid train RECIPE --set data.save_dir=FOLDER`."
+NOTHING_TO_RESUME = "nothing to resume. Drop --resume to train from the start."
+NOTHING_TO_TEST = (
+    "nothing to test. Pass --weights a run folder that `ccsc-reid train` has written checkpoints to, or a "
+    "checkpoint file (.pt)."
+)
+
+
+def latest_checkpoint(run_dir: str | Path, missing: str = NOT_TRAINED) -> Path:
+    """The checkpoint with the highest epoch in a run folder (or the file itself if given one).
+
+    ``missing`` ends the message when the folder holds none: what the caller wanted it for, and what to do.
+    """
     run_dir = Path(run_dir)
     if run_dir.is_file():
         return run_dir
     found = epoch_checkpoints(run_dir)
     if not found:
-        raise FileNotFoundError(f"No checkpoints under {run_dir / CHECKPOINT_DIR}; nothing to resume.")
+        raise FileNotFoundError(f"No checkpoints under {run_dir / CHECKPOINT_DIR} (epoch-*.pt): {missing}")
     return found[-1]
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import sys
 from pathlib import Path
 
@@ -352,6 +353,7 @@ class FakeTrain:
             **run_result(seed, 0.1 + seed / 100, 0.2 + seed / 100, minutes=0.5),
             "recipe": recipe,
             "epochs": epochs,
+            "config": cfg.dump(),
         }
         result["save_dir"] = str(folder.resolve())
         write_result(folder, result)
@@ -372,6 +374,20 @@ def finished(run, *extra: str, **result) -> None:
 
     FakeTrain()(run.config(*extra), recipe=run.label)
     write_result(run.folder, {**read_result(run.folder), **result})
+
+
+def finished_without_checkpoints(run, *extra: str, **result) -> None:
+    """A finished run whose checkpoints were deleted (to save space): only its result.json is left."""
+    finished(run, *extra, **result)
+    shutil.rmtree(run.folder / "checkpoints")
+
+
+def finished_long_ago(run, *extra: str, **result) -> None:
+    """A finished run whose result.json records no settings (``config``), checkpoints deleted."""
+    from ccsc_plugin.evaluation.results import read_result, write_result
+
+    finished_without_checkpoints(run, *extra, **result)
+    write_result(run.folder, {key: value for key, value in read_result(run.folder).items() if key != "config"})
 
 
 @pytest.mark.parametrize(
@@ -402,8 +418,20 @@ def test_run_state_reads_back_finished_runs_and_resumes_interrupted_ones(quick_r
         (finished, [], {"recipe": "recipes/other.yaml"}, "recipe: 'recipes/other.yaml' there"),
         (finished, ["train.lr=0.001"], {}, "train.lr: 0.001 there, 0.00035 here"),
         (interrupted, ["loss.ccsc.weight=0"], {}, "loss.ccsc.weight: 0.0 there, 1.5 here"),
+        (finished_without_checkpoints, ["train.lr=0.001"], {}, "train.lr: 0.001 there, 0.00035 here"),
+        (finished_without_checkpoints, ["data.height=96"], {}, "data.height: 96 there, 64 here"),
+        (finished_long_ago, [], {}, "records no settings"),
     ],
-    ids=["other-seed", "other-epochs", "other-recipe", "other-lr", "interrupted-other-loss"],
+    ids=[
+        "other-seed",
+        "other-epochs",
+        "other-recipe",
+        "other-lr",
+        "interrupted-other-loss",
+        "checkpoints-gone-other-lr",
+        "checkpoints-gone-other-size",
+        "no-settings-recorded",
+    ],
 )
 def test_run_state_refuses_a_folder_holding_another_run(quick_recipes, tmp_path, leave, extra, result, named):
     (run,) = real_tables.plan(["softmax_ccsc"], [1], [1], tmp_path / "runs", recipes_dir=quick_recipes)

@@ -150,3 +150,49 @@ def test_non_utf8_recipe_names_the_file_and_line(tmp_path):
 def test_bad_override_yaml_names_the_option():
     with pytest.raises(RecipeError, match=r"--set train.stepsize=\[1, line 1, column \d+: invalid YAML"):
         load_config(None, ["train.stepsize=[1,"])
+
+
+@pytest.mark.parametrize(
+    ("held", "listed"),
+    [
+        (["a.yaml", "b.yaml"], "It holds a.yaml, b.yaml."),
+        ([], "It holds no .yaml file."),
+        ([f"r{i:02d}.yaml" for i in range(12)], "It holds 12 .yaml files, e.g. r00.yaml, r01.yaml, r02.yaml."),
+    ],
+    ids=["few", "none", "many"],
+)
+@pytest.mark.parametrize("as_base", [True, False], ids=["base", "recipe"])
+def test_a_folder_named_as_a_recipe_says_so_and_lists_its_yaml(write, tmp_path, held, listed, as_base):
+    folder = tmp_path / "bases"
+    folder.mkdir()
+    for name in held:
+        write(f"bases/{name}", "train: {max_epoch: 30}\n")
+    recipe = write("child.yaml", "_base_: bases\n") if as_base else folder
+    with pytest.raises(RecipeError) as error:
+        load_config(recipe)
+    message = str(error.value)
+    assert f"{folder} is a folder, not a recipe" in message and "name a YAML file in it" in message
+    assert listed in message and "does not exist" not in message
+    assert (f"(the _base_ of {tmp_path / 'child.yaml'})" in message) == as_base
+
+
+def write_chain(folder: Path, depth: int) -> Path:
+    """r0.yaml -> r1.yaml -> ... -> r<depth>.yaml by _base_: ``depth`` bases below the first recipe."""
+    for i in range(depth):
+        (folder / f"r{i}.yaml").write_text(f"_base_: r{i + 1}.yaml\n")
+    (folder / f"r{depth}.yaml").write_text("train: {max_epoch: 30}\n")
+    return folder / "r0.yaml"
+
+
+@pytest.mark.parametrize("depth", [65, 1100])
+def test_a_base_chain_deeper_than_the_limit_is_a_recipe_error_naming_its_start(tmp_path, depth):
+    start = write_chain(tmp_path, depth)
+    with pytest.raises(RecipeError) as error:  # not a RecursionError
+        load_config(start)
+    message = str(error.value)
+    assert message.startswith(f"{start}: the _base_ chain is more than 64 bases deep")
+    assert f"{tmp_path / 'r64.yaml'} names {tmp_path / 'r65.yaml'}" in message
+
+
+def test_a_base_chain_at_the_limit_loads(tmp_path):
+    assert load_config(write_chain(tmp_path, 64)).train.max_epoch == 30

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -185,3 +187,48 @@ def test_ccsc_activity_is_recorded_without_a_warning(one_camera_csv, tiny_overri
     )
     result = pipeline.summarise(cfg, pipeline.build_engine(cfg), None, 0.0, 0)
     assert (result["ccsc_active"], result["warnings"]) == (active, [])
+
+
+HUGE_SIDE = 12000  # 144 megapixels: PIL only warns (DecompressionBombWarning) and decodes it in 430 MB
+
+
+def write_huge_png(path: Path, side: int = HUGE_SIDE) -> Path:
+    """A single-colour side x side RGB PNG written row by row: a few hundred kB, never a full frame in memory."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer, row = zlib.compressobj(9), b"\x00" + b"\x50\x60\x70" * side  # filter byte, then the pixels
+    pixels = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture
+def huge_root(own_market) -> tuple[Path, Path]:
+    """The copy with one train image replaced by a 12000 x 12000 PNG (under its .jpg name, as a bad export has)."""
+    huge = sorted((own_market / RELEASE / "bounding_box_train").glob("*.jpg"))[4]
+    return own_market, write_huge_png(huge)
+
+
+def test_a_huge_image_is_skipped_by_the_up_front_check_naming_it(huge_root):
+    from ccsc_plugin.data.integrity import ImageScreen
+
+    _, huge = huge_root
+    items = [(str(huge), 0, 0), *((str(p), 1, 1) for p in sorted(huge.parent.glob("*.jpg")) if p != huge)]
+    with pytest.warns(BadImageWarning) as caught:
+        kept = ImageScreen("skip").filter_items(items)
+    assert [item[0] for item in kept] == [item[0] for item in items[1:]]
+    (warned,) = [str(w.message) for w in caught if issubclass(w.category, BadImageWarning)]
+    assert str(huge) in warned and f"{HUGE_SIDE}x{HUGE_SIDE} pixels, more than the limit" in warned
+    assert not [w for w in caught if "DecompressionBomb" in w.category.__name__]  # the reader says it, once
+
+
+def test_a_huge_image_stops_training_under_on_bad_image_error(huge_root, tiny_overrides, capsys):
+    root, huge = huge_root
+    overrides = [*with_root(tiny_overrides, root), "data.on_bad_image=error"]
+    assert main(["train", str(BASE), *as_args(overrides)]) == 2
+    err = capsys.readouterr().err
+    assert f"{huge} ({HUGE_SIDE}x{HUGE_SIDE} pixels" in err and "Crop or downscale it" in err
+    assert "data.on_bad_image=skip" in err and "Traceback" not in err

@@ -255,7 +255,11 @@ def test_a_forked_worker_ignores_the_signal_and_the_main_process_reports_it_once
 
 
 @pytest.mark.slow
-def test_ctrl_c_to_the_process_group_with_workers_prints_one_message(market_root, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "timeout-scancel"])
+def test_a_signal_to_the_process_group_with_workers_saves_a_checkpoint_and_prints_one_message(
+    market_root, tmp_path, signum
+):
+    """A terminal's Ctrl-C, ``timeout``, SLURM's ``scancel`` and systemd signal every process of the group."""
     run = tmp_path / "run"
     command = [sys.executable, "-m", "ccsc_plugin"]
     command += train_command(market_root, run, "data.workers=2", "train.max_epoch=500", "train.print_freq=1")
@@ -268,8 +272,12 @@ def test_ctrl_c_to_the_process_group_with_workers_prints_one_message(market_root
     while not (log.is_file() and "epoch: [1/500][1/2]" in log.read_text()):  # workers are running
         assert process.poll() is None and time.time() < deadline, process.communicate()
         time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: every process of the group
+    os.killpg(process.pid, signum)  # the main process and its DataLoader workers alike
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
-    assert out.count("SIGINT received") == 1, out
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    name = signal.Signals(signum).name
+    assert process.returncode == 128 + signum, err
+    assert out.count(f"{name} received") == 1, out
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "DataLoader worker" not in err, err
+    checkpoint = latest_checkpoint(run)
+    assert "-batch-" in checkpoint.name and f"--resume {run}" in err
+    assert load_checkpoint(checkpoint)["epoch"] < 500

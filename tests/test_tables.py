@@ -8,9 +8,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 
 from ccsc_plugin.cli import main
-from ccsc_plugin.evaluation.results import read_result
+from ccsc_plugin.evaluation.camera_gap import camera_gap_report
+from ccsc_plugin.evaluation.results import check_result, read_result
 from ccsc_plugin.evaluation.tables import find_results, load_paper_results, render_tables
 from ccsc_plugin.shipped import recipes_dir
 
@@ -227,3 +229,153 @@ def test_cpu_scale_real_runs_sit_beside_the_papers_cell_labelled_as_such():
     with pytest.raises(AssertionError, match="no row my-own-photos"):
         row(section, "my-own-photos", "Softmax (baseline)")
     assert "not run" in row(table_sections(markdown)["Table 1"], "CUHK03-detected", "Softmax (baseline)")
+
+
+# ------------------------------------------------------------------------------ impossible metrics
+
+GAP = gap_block(0.8, 0.5, 0.1)
+BAD_METRICS = {  # id -> (the result's changed keys, the key the error names, the value as the file shows it, fix)
+    "nan-rank1": ({"rank1": math.nan}, "rank1", "NaN", "not a finite number"),
+    "inf-map": ({"mAP": math.inf}, "mAP", "Infinity", "not a finite number"),
+    "negative": ({"rank1": -0.1}, "rank1", "-0.1", "fractions in [0, 1]"),
+    "percent": ({"rank1": 92.3}, "rank1", "92.3", "Was it written in percent? Divide it by 100."),
+    "above-1": ({"mAP": 1.5}, "mAP", "1.5", "Was it written in percent?"),
+    "far-above": ({"mAP": 512.0}, "mAP", "512.0", "fractions in [0, 1]"),
+    "bool": ({"rank1": True}, "rank1", "true", "(a boolean), not a number"),
+    "null-rank1": ({"rank1": None}, "rank1", "null", "(null), not a number"),
+    "null-map": ({"mAP": None}, "mAP", "null", "(null), not a number"),
+    "string-map": ({"mAP": "0.4"}, "mAP", '"0.4"', "(a string), not a number"),
+    "rank5-percent": ({"rank5": 97.0}, "rank5", "97.0", "Was it written in percent?"),
+    "rank10-nan": ({"rank10": math.nan}, "rank10", "NaN", "not a finite number"),
+    "minp-negative": ({"mINP": -1}, "mINP", "-1", "fractions in [0, 1]"),
+    "string-epochs": ({"epochs": "1"}, "epochs", '"1"', "a whole number >= 1"),
+    "zero-epochs": ({"epochs": 0}, "epochs", "0", "a whole number >= 1"),
+    "float-epochs": ({"epochs": 1.5}, "epochs", "1.5", "a whole number >= 1"),
+    "bool-epochs": ({"epochs": True}, "epochs", "true", "a whole number >= 1"),
+    "negative-test-epochs": ({"kind": "test", "epochs": -1}, "epochs", "-1", "a whole number >= 0"),
+    "gap-string": ({"camera_gap": dict(GAP, same_camera="0.8")}, "camera_gap.same_camera", '"0.8"', "not a number"),
+    "gap-above-1": ({"camera_gap": dict(GAP, cross_camera=1.5)}, "camera_gap.cross_camera", "1.5", "in [-1, 1]"),
+    "gap-nan": ({"camera_gap": dict(GAP, different_person=math.nan)}, "camera_gap.different_person", "NaN", "finite"),
+    "gap-not-difference": ({"camera_gap": dict(GAP, gap=0.9)}, "camera_gap.gap", "0.9", "same_camera - cross_camera"),
+    "gap-without-means": ({"camera_gap": dict(GAP, cross_camera=None)}, "camera_gap.gap", "0.3", "is null"),
+    "gap-not-object": ({"camera_gap": "high"}, "camera_gap", '"high"', "not an object"),
+    "gap-pairs": ({"camera_gap": dict(GAP, pairs={"same_camera": -3})}, "camera_gap.pairs.same_camera", "-3", "count"),
+    "gap-rank1-pair": (
+        {"camera_gap": dict(GAP, rank1_by_camera_pair={"0->1": 3})},
+        "camera_gap.rank1_by_camera_pair.0->1",
+        "3",
+        "a fraction in [0, 1]",
+    ),
+    "warnings-text": ({"warnings": "seen in training"}, "warnings", '"seen in training"', "not a list of text"),
+}
+
+
+def write_runs(folder: Path, **bad) -> Path:
+    """A folder with a good run and a run whose result.json holds A_RESULT changed by ``bad``; the bad file."""
+    good, worse = folder / "good" / "result.json", folder / "bad" / "result.json"
+    for path, result in ((good, A_RESULT), (worse, dict(A_RESULT, **bad))):
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(result))  # NaN and Infinity as Python's json writes them
+    return worse
+
+
+@pytest.mark.parametrize(("changed", "key", "shown", "fix"), list(BAD_METRICS.values()), ids=list(BAD_METRICS))
+def test_table_with_an_impossible_metric_exits_2_naming_file_key_value_and_fix(
+    tmp_path, capsys, changed, key, shown, fix
+):
+    bad = write_runs(tmp_path / "runs", **changed)
+    output = tmp_path / "tables.md"
+    assert main(["table", str(tmp_path / "runs"), "--output", str(output)]) == 2
+    captured = capsys.readouterr()
+    assert f"{bad}: {key} is {shown}" in captured.err, captured.err
+    assert fix in captured.err and "ccsc-reid train" in captured.err
+    assert "Traceback" not in captured.err and not captured.out and not output.exists()
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"rank1": 1, "mAP": 0},  # whole numbers at the ends of [0, 1]
+        {"rank5": None, "rank10": None, "mINP": None},  # a gallery smaller than 5 images
+        {"rank5": 0.7, "rank10": 0.8, "mINP": 0.2},
+        {"kind": "test", "epochs": 0},  # a test of weights saved within their first epoch
+        {"camera_gap": gap_block(1.0, None, -1.0)},
+        {"camera_gap": None, "warnings": []},
+    ],
+    ids=["ends", "null-ranks", "all-metrics", "test-epoch-0", "gap-ends", "nulls"],
+)
+def test_table_accepts_every_value_a_run_can_measure(tmp_path, capsys, changed):
+    write_runs(tmp_path / "runs", **changed)
+    assert main(["table", str(tmp_path / "runs")]) == 0
+    assert "Table 1" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------ runs with warnings
+
+SEEN = "the scored identities were seen in training: rank-1 and mAP are not re-ID of new people"
+
+
+@pytest.fixture
+def warned_results() -> list[dict]:
+    """Two runs of one cell carrying the same warning, a clean cell, a warned test and a warned CPU-scale run."""
+    return [
+        dict(A_RESULT, save_dir="runs/s1", warnings=[SEEN]),
+        dict(A_RESULT, save_dir="runs/s2", warnings=[SEEN, "only 2 cameras"]),
+        dict(A_RESULT, method="softmax+ccsc", save_dir="runs/ccsc", warnings=[]),
+        dict(A_RESULT, kind="test", save_dir="runs/t", checkpoint="epoch-001.pt", warnings=[SEEN]),
+        dict(A_RESULT, dataset="csv", test_set="cuhk03-detected-mini", save_dir="runs/real", warnings=[SEEN]),
+        dict(A_RESULT, dataset="synthcam", save_dir="runs/quick", warnings=[SEEN, SEEN]),
+        dict(
+            A_RESULT, dataset="dukemtmcreid", method="softmax+ccsc", save_dir="runs/gap", camera_gap=GAP, warnings=["x"]
+        ),
+    ]
+
+
+def footnote(section: str) -> list[str]:
+    """The lines under a section's table (after its rows)."""
+    return [line for line in section.split("\n\n", 2)[-1].splitlines() if line and not line.startswith("|")]
+
+
+def test_rows_of_runs_with_warnings_are_marked_and_their_warnings_listed_once(warned_results):
+    sections = table_sections(render_tables(warned_results))
+    table1 = sections["Table 1"]
+    cells = row(table1, "Market-1501", "Softmax (baseline) †")
+    assert cells[3] == "50.0" and cells[8] == "2"  # still the mean of both runs
+    assert row(table1, "Market-1501", "Softmax + CCSC")  # no warning: no mark
+    notes = "\n".join(footnote(table1))
+    assert notes.count(SEEN) == 1 and notes.count("only 2 cameras") == 1
+    assert f"Market-1501 · Softmax (baseline): {SEEN} (runs/s1, runs/s2)" in notes
+    assert "only 2 cameras (runs/s2)" in notes and "runs/ccsc" not in notes
+    tests = sections["Tests of trained weights (ccsc-reid test; not averaged into the tables)"]
+    assert row(tests, "Market-1501", "Softmax (baseline) †")[2] == "epoch-001.pt"
+    assert SEEN in "\n".join(footnote(tests))
+    real = sections["CPU-scale runs on real people (not a reproduction"]
+    assert row(real, "cuhk03-detected-mini", "Softmax (baseline) †") and SEEN in "\n".join(footnote(real))
+    gaps = sections["Camera gap"]
+    assert row(gaps, "DukeMTMC-reID", "Softmax + CCSC †")[3] == "runs/gap"
+    assert footnote(gaps)[1:] == ["- DukeMTMC-reID · Softmax + CCSC: x (runs/gap)"]
+    markdown = render_tables(warned_results)
+    assert f"runs/quick (synthcam, softmax; † {SEEN})" in markdown.split("Not in Tables")[1]
+
+
+def test_tables_without_warnings_carry_no_mark_or_footnote():
+    markdown = render_tables([dict(A_RESULT, save_dir="runs/a", warnings=[]), dict(A_RESULT, save_dir="runs/b")])
+    assert "†" not in markdown
+
+
+def test_the_cli_table_marks_a_warned_run(tmp_path, capsys):
+    write_runs(tmp_path / "runs", warnings=[SEEN])
+    assert main(["table", str(tmp_path / "runs")]) == 0
+    sections = table_sections(capsys.readouterr().out)
+    for table in ("Table 1", "Table 3"):  # the baseline row is in both: each table has its own footnote
+        assert row(sections[table], "Market-1501", "Softmax (baseline) †") and sections[table].count(SEEN) == 1
+    assert "†" not in sections["Table 2"]  # no baseline row there
+
+
+def test_a_measured_camera_gap_passes_the_check(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    qf, gf = torch.randn(12, 16, generator=generator), torch.randn(30, 16, generator=generator)
+    q_pids, g_pids = torch.arange(12) % 6, torch.arange(30) % 6
+    gap = camera_gap_report(qf, gf, q_pids, g_pids, torch.arange(12) % 2, torch.arange(30) % 3)
+    result = json.loads(json.dumps(dict(A_RESULT, rank5=None, rank10=0.9, camera_gap=gap, warnings=[])))
+    check_result(result, tmp_path / "result.json")  # what a run writes, read back from JSON

@@ -7,7 +7,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from ccsc_plugin.checkpoint import CheckpointError, latest_checkpoint
+from ccsc_plugin.checkpoint import NOTHING_TO_TEST, CheckpointError, NoSpaceLeft, latest_checkpoint
 from ccsc_plugin.config import RecipeError, load_config
 from ccsc_plugin.data.csv_dataset import CSVDatasetError
 from ccsc_plugin.data.integrity import BadImageError
@@ -25,6 +25,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     BadImageError,
     CSVDatasetError,
     ResultFileError,
+    NoSpaceLeft,
 )
 
 
@@ -180,7 +181,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         overrides = list(args.overrides) + ([f"model.resume={args.resume}"] if args.resume else [])
         pipeline.train(load_config(args.recipe, overrides), recipe=args.recipe, overwrite=args.overwrite)
     elif args.command == "test":
-        weights = latest_checkpoint(args.weights)
+        weights = latest_checkpoint(args.weights, NOTHING_TO_TEST)
         pipeline.evaluate(load_config(args.recipe, args.overrides), weights, recipe=args.recipe)
     elif args.command == "export":
         return _export(args)

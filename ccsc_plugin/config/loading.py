@@ -21,6 +21,8 @@ from ccsc_plugin.config.validation import validate
 from ccsc_plugin.errors import RecipeError, read_utf8
 
 BASE_KEY = "_base_"
+MAX_BASE_DEPTH = 64  # _base_ steps below the recipe given; real chains take two or three
+_LISTED_RECIPES = 8  # a folder named as a recipe: its .yaml files are listed up to this many
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -121,12 +123,24 @@ def merge_strict(cfg: CN, data: Mapping[str, Any], origin: str) -> None:
 
 
 def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a YAML recipe and its ``_base_`` chain into one nested dict (child keys win)."""
+    """Read a YAML recipe and its ``_base_`` chain into one nested dict (child keys win).
+
+    A chain deeper than :data:`MAX_BASE_DEPTH` bases, a cycle, a missing file or a folder is a RecipeError.
+    """
     path = Path(path).resolve()
     if path in _seen:
         raise RecipeError(f"{path}: _base_ cycle through {' -> '.join(str(p) for p in _seen)}.")
+    if len(_seen) > MAX_BASE_DEPTH:
+        raise RecipeError(
+            f"{_seen[0]}: the _base_ chain is more than {MAX_BASE_DEPTH} bases deep ({_seen[-1]} names {path}, "
+            f"base {len(_seen)}). Recipes inherit through a few bases: shorten the chain, e.g. by merging "
+            "the bases into one file."
+        )
+    named_by = f" (the _base_ of {_seen[-1]})" if _seen else ""
+    if path.is_dir():
+        raise RecipeError(f"{path} is a folder, not a recipe{named_by}: name a YAML file in it. {_yaml_in(path)}")
     if not path.is_file():
-        raise RecipeError(f"Recipe {path} does not exist. List the shipped ones with `ccsc-reid recipes`.")
+        raise RecipeError(f"Recipe {path}{named_by} does not exist. List the shipped ones with `ccsc-reid recipes`.")
     data = parse_yaml(read_utf8(path, RecipeError), str(path)) or {}
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a YAML mapping of sections, got {type(data).__name__}.")
@@ -142,6 +156,16 @@ def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
         _deep_update(merged, read_recipe(path.parent / base, _seen + (path,)))
     _deep_update(merged, data)
     return merged
+
+
+def _yaml_in(folder: Path) -> str:
+    """The recipes a folder holds, for the message that names the folder instead of one of them."""
+    names = sorted(p.name for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    if not names:
+        return "It holds no .yaml file."
+    if len(names) <= _LISTED_RECIPES:
+        return f"It holds {', '.join(names)}."
+    return f"It holds {len(names)} .yaml files, e.g. {', '.join(names[:3])}."
 
 
 def _deep_update(target: dict, source: Mapping) -> None:

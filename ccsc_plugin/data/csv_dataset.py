@@ -240,9 +240,17 @@ class CSVDataset(ImageDataset):
         return "split" in (name.strip() for name in header)
 
 
+def same_file(first: str | Path, second: str | Path) -> bool:
+    """Whether two spellings name one file: relative or absolute, through a symlink or a hard link."""
+    try:
+        return Path(first).expanduser().samefile(Path(second).expanduser())
+    except OSError:  # one is missing: compare the spellings made absolute
+        return Path(first).expanduser().resolve() == Path(second).expanduser().resolve()
+
+
 def seen_identities_warning(csv_path: str | Path, test_path: str | Path = "", val_ids: int = 0) -> str | None:
     """Why training and testing on the ``csv`` dataset with these options scores people seen in training, or None."""
-    if val_ids or (test_path and Path(test_path) != Path(csv_path)):
+    if val_ids or (test_path and not same_file(test_path, csv_path)):
         return None
     if test_path:
         return (

@@ -1,10 +1,12 @@
 """Unreadable images are found before training starts, never inside a DataLoader worker.
 
-torchreid's ``read_image`` retries a corrupt file forever ("Will redo. Don't worry. Just chill.") and a
-missing file kills a worker mid-epoch. :class:`ImageScreen` decodes every listed image once, up front,
-the way torchreid will (``PIL.Image.open(path).convert('RGB')``), in threads and with a progress bar.
-Bad images are then dropped with a warning naming each file (``data.on_bad_image: skip``) or stop the
-run with one error listing them (``data.on_bad_image: error``).
+torchreid's own ``read_image`` retried a corrupt file forever ("Will redo. Don't worry. Just chill.") and a
+missing file kills a worker mid-epoch. :class:`ImageScreen` reads every listed image once, up front, with the
+reader training will use (:func:`ccsc_plugin.data.images.read_image`, bound into torchreid's datasets), in
+threads and with a progress bar. Bad images (missing, not an image, corrupt, or above
+:data:`~ccsc_plugin.data.images.MAX_IMAGE_PIXELS`, refused from the header before decoding) are then dropped
+with a warning naming each file and why (``data.on_bad_image: skip``) or stop the run with one error listing
+them (``data.on_bad_image: error``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 from tqdm import tqdm
+
+from ccsc_plugin.data.images import ImageReadError, read_image
 
 ON_BAD_IMAGE = ("skip", "error")  # every valid data.on_bad_image
 
@@ -28,12 +32,13 @@ class BadImageWarning(UserWarning):
 
 
 def unreadable_reason(path: str) -> str | None:
-    """Why ``path`` cannot be decoded as an RGB image, or None if it can."""
+    """Why ``path`` cannot be read as training reads it (:func:`~ccsc_plugin.data.images.read_image`), or None."""
     try:
-        with Image.open(path) as image:
-            image.convert("RGB")
-    except Exception as error:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError...
-        return f"{type(error).__name__}: {error}"
+        read_image(path)
+    except ImageReadError as error:  # not an image, corrupt, or too large to decode
+        return error.reason
+    except FileNotFoundError:
+        return "no such file"
     return None
 
 
@@ -52,7 +57,10 @@ class ImageScreen:
         todo = [path for path in dict.fromkeys(paths) if path not in self.reasons]
         if not todo:
             return
-        with ThreadPoolExecutor(self.threads) as pool:
+        # PIL warns (DecompressionBombWarning) when it opens an image above ~89 megapixels; the reader refuses
+        # those itself, naming the file. One filter here, in the calling thread, covers the pool's threads.
+        with warnings.catch_warnings(), ThreadPoolExecutor(self.threads) as pool:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             results = pool.map(unreadable_reason, todo, chunksize=32)
             for path, reason in zip(
                 todo, tqdm(results, total=len(todo), desc=desc, unit="img", leave=False), strict=True

@@ -14,6 +14,7 @@ from typing import Any
 
 from ccsc_plugin._torchreid import image_dataset_registry, torchreid
 from ccsc_plugin.data.csv_dataset import CSVDataset
+from ccsc_plugin.data.images import bind_torchreid_reader
 from ccsc_plugin.data.synthcam import SynthCam, SynthCamSpec
 from ccsc_plugin.errors import RecipeError
 
@@ -149,7 +150,13 @@ def configure_synthcam(options: Mapping[str, Any]) -> SynthCamSpec:
 
 
 def register_datasets() -> None:
-    """Register the plugin's datasets with torchreid (idempotent: re-registration is skipped)."""
+    """Register the plugin's datasets with torchreid (idempotent: re-registration is skipped).
+
+    Also binds the plugin's one image reader into torchreid's datasets (``images.bind_torchreid_reader``), so
+    every dataset, torchreid's benchmarks included, reads images as the demo and feature extraction do (16-bit
+    PNGs scaled, not clipped; huge images refused); this runs at plugin import, as the registration does.
+    """
+    bind_torchreid_reader()
     registry = image_dataset_registry()
     for name, cls in PLUGIN_DATASETS.items():
         if name not in registry:

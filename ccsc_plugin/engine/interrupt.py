@@ -4,8 +4,9 @@
 safe point: in training after the optimiser step in progress (it then saves a resumable checkpoint), in an
 evaluation at the next batch (the weights were saved before it started). It prints what will happen, as
 the engine set it with :meth:`StopOnSignal.promising`; a second signal stops at once (``KeyboardInterrupt``,
-nothing saved). Only the process that installed the handler acts on it: DataLoader workers forked from it
-inherit the handler and ignore the signal (a terminal's Ctrl-C reaches every process of its group).
+nothing saved). Only the process that installed the handler acts on it: DataLoader workers ignore both signals
+(``data.loaders.leave_signals_to_main_process``), since a terminal's Ctrl-C, ``timeout``, ``scancel`` and systemd
+reach every process of the group.
 :class:`TrainingInterrupted` carries where the run stopped and the checkpoint that holds its state; the
 command line turns it into exit status 128 + signal (130 / 143) and the command that resumes.
 """

@@ -106,7 +106,7 @@ class TrainingLoop:
             raise TrainingInterrupted(self.stop_signal.signum, self.saved_weights, where, in_evaluation=True)
 
     def train_sampler(self) -> ResumableSampler | None:
-        """The train loader's resumable sampler, if it has one (see ``datasets.checks``)."""
+        """The train loader's resumable sampler, if it has one (see ``data.resumable_sampler``)."""
         sampler = getattr(getattr(self.train_loader, "batch_sampler", None), "sampler", None)
         return sampler if isinstance(sampler, ResumableSampler) else None
 
@@ -136,9 +136,7 @@ class TrainingLoop:
         sampler = self.train_sampler()
         if sampler is not None:
             state["sampler"] = sampler.state((getattr(self, "batch_idx", 0) + 1) * self.train_loader.batch_size)
-        path = ckpt.save_checkpoint(
-            state, ckpt.checkpoint_path(self.save_dir or "log", self.epoch, self._batches_done())
-        )
+        path = self._save(state, ckpt.checkpoint_path(self.save_dir or "log", self.epoch, self._batches_done()))
         print(f"Resumable checkpoint saved to {path}")
         self.saved_weights = path
         return path
@@ -170,10 +168,24 @@ class TrainingLoop:
         """Atomic, ``weights_only``-loadable replacement of torchreid's ``save_model`` (rank 0 writes)."""
         if not distributed.is_main_process():
             return ckpt.checkpoint_path(save_dir, epoch + 1)
-        path = ckpt.save_checkpoint(self.checkpoint_state(epoch + 1, rank1), ckpt.checkpoint_path(save_dir, epoch + 1))
+        path = self._save(self.checkpoint_state(epoch + 1, rank1), ckpt.checkpoint_path(save_dir, epoch + 1))
         print(f"Checkpoint saved to {path}")
         self.saved_weights = path
         return path
+
+    def _save(self, state: dict[str, Any], path: Path) -> Path:
+        """Save a checkpoint; a full disk says which checkpoint the run can be resumed from once space is freed."""
+        try:
+            return ckpt.save_checkpoint(state, path)
+        except ckpt.NoSpaceLeft as full:
+            last = self.last_checkpoint()
+            fix = (
+                f"Nothing was lost: the last checkpoint saved is {last}. Free space, then continue the run with "
+                f"`ccsc-reid train RECIPE ... --resume {path.parent.parent}` (same recipe and --set options)."
+                if last is not None
+                else "No checkpoint of this run was saved yet: free space, then train again with --overwrite."
+            )
+            raise full.then(fix) from None
 
     def resume(self, path: str | Path) -> int:
         """Restore model, optimiser, scheduler, scaler, centres, sampler and RNG; return the epoch to start from.

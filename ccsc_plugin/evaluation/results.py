@@ -8,7 +8,7 @@ scored (``checkpoint``) and its SHA-256 (``checkpoint_sha256``).
 from __future__ import annotations
 
 import json
-import subprocess
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +18,14 @@ RESULT_FILE = "result.json"
 TEST_DIR = "tests"  # test results, one JSON file per weights and test, beside the training result
 
 
+FRACTIONS = ("rank1", "rank5", "rank10", "mAP", "mINP")  # metrics in [0, 1]; a gallery below 5 or 10 leaves
+REQUIRED_FRACTIONS = ("rank1", "mAP")  # rank5 / rank10 null, but every finished evaluation records these two
+GAP_MEANS = ("same_camera", "cross_camera", "different_person")  # mean cosine similarities, in [-1, 1]
+_AGAIN = "Train or test the run again (ccsc-reid train / ccsc-reid test), or leave the file out of the RUN_DIRs."
+
+
 class ResultFileError(ValueError):
     """A ``result.json`` (or a file the tables are written to) is unusable; the message names the file."""
-
-
-def git_commit() -> str | None:
-    """The commit of the plugin's source tree, or None outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def write_result(target: str | Path, result: dict[str, Any]) -> Path:
@@ -39,7 +34,7 @@ def write_result(target: str | Path, result: dict[str, Any]) -> Path:
     if path.suffix != ".json":
         path = path / RESULT_FILE
     text = json.dumps(result, indent=2, sort_keys=True)
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), size_hint=len(text.encode()))
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
@@ -57,6 +52,86 @@ def read_result(path: str | Path) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise ResultFileError(f"{path} holds a JSON {type(result).__name__}, not a result object: is it a result.json?")
     return result
+
+
+def _shown(value: Any) -> str:
+    """``value`` as it reads in the JSON file (``NaN``, ``true``, ``null``, ``"92.3"``), shortened."""
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(path: Path, key: str, value: Any, low: float, high: float, meaning: str) -> float:
+    """``value`` if it is a finite real number (not a bool) in [low, high]; else the error naming file and key."""
+    problem = f"{path}: {key} is {_shown(value)}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = {bool: "a boolean", str: "a string", list: "a list", dict: "an object"}.get(type(value), "no number")
+        raise ResultFileError(f"{problem} ({'null' if value is None else kind}), not a number: {meaning}. {_AGAIN}")
+    if not math.isfinite(value):
+        raise ResultFileError(
+            f"{problem}, not a finite number (a diverged model or a broken evaluation gives NaN): {meaning}. {_AGAIN}"
+        )
+    if not low <= value <= high:
+        percent = " Was it written in percent? Divide it by 100." if high == 1 and 1 < value <= 100 else ""
+        raise ResultFileError(f"{problem}, outside [{low:g}, {high:g}]: {meaning}.{percent} {_AGAIN}")
+    return float(value)
+
+
+def _check_camera_gap(path: Path, gap: Any) -> None:
+    """The ``camera_gap`` block (:mod:`ccsc_plugin.evaluation.camera_gap`): means in [-1, 1] or null, the gap
+    their difference, pair counts whole numbers >= 0, rank-1 per camera pair a fraction or null."""
+    if not isinstance(gap, dict):
+        raise ResultFileError(f"{path}: camera_gap is {_shown(gap)}, not an object of similarity means. {_AGAIN}")
+    cosine = "mean cosine similarities lie in [-1, 1] (null: no such pair)"
+    means = {
+        k: None if gap.get(k) is None else _number(path, f"camera_gap.{k}", gap[k], -1, 1, cosine) for k in GAP_MEANS
+    }
+    if gap.get("gap") is not None:
+        value = _number(path, "camera_gap.gap", gap["gap"], -2, 2, "the gap is same_camera - cross_camera")
+        same, cross = means["same_camera"], means["cross_camera"]
+        if same is None or cross is None or abs(value - (same - cross)) > 1e-6:
+            raise ResultFileError(
+                f"{path}: camera_gap.gap is {_shown(value)}, but same_camera - cross_camera is "
+                f"{'null' if same is None or cross is None else f'{same - cross:.6g}'}: the file was edited. {_AGAIN}"
+            )
+    for kind, count in _block(path, gap, "pairs").items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ResultFileError(f"{path}: camera_gap.pairs.{kind} is {_shown(count)}, not a pair count. {_AGAIN}")
+    for pair, value in _block(path, gap, "rank1_by_camera_pair").items():
+        if value is not None:
+            _number(path, f"camera_gap.rank1_by_camera_pair.{pair}", value, 0, 1, "rank-1 is a fraction in [0, 1]")
+
+
+def _block(path: Path, gap: dict[str, Any], key: str) -> dict[str, Any]:
+    """``camera_gap[key]``: an object, or {} where absent or null."""
+    block = gap.get(key) or {}
+    if not isinstance(block, dict):
+        raise ResultFileError(f"{path}: camera_gap.{key} is {_shown(block)}, not an object. {_AGAIN}")
+    return block
+
+
+def check_result(result: dict[str, Any], path: str | Path) -> None:
+    """Raise :class:`ResultFileError` unless every metric ``result`` holds is a value a run can measure.
+
+    Checked where present: rank1, rank5, rank10, mAP, mINP (finite fractions in [0, 1]; rank1 and mAP never null),
+    ``epochs`` (a whole number, >= 1 for a training run, >= 0 for a test of weights saved within their first
+    epoch), ``camera_gap`` and ``warnings`` (a list of text). The message names the file, the key, the value and
+    the fix. Absent keys are the reader's to require.
+    """
+    path = Path(path)
+    for key in (key for key in FRACTIONS if key in result):
+        if result[key] is not None or key in REQUIRED_FRACTIONS:
+            _number(path, key, result[key], 0, 1, "metrics are fractions in [0, 1] (rank-1 0.923, not 92.3)")
+    if "epochs" in result:
+        epochs, least = result["epochs"], 0 if result.get("kind") == "test" else 1
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < least:
+            raise ResultFileError(
+                f"{path}: epochs is {_shown(epochs)}; it counts the epochs trained, a whole number >= {least}. {_AGAIN}"
+            )
+    if result.get("camera_gap") is not None:
+        _check_camera_gap(path, result["camera_gap"])
+    warnings = result.get("warnings") or []
+    if not isinstance(warnings, list) or not all(isinstance(warning, str) for warning in warnings):
+        raise ResultFileError(f"{path}: warnings is {_shown(warnings)}, not a list of text. {_AGAIN}")
 
 
 def result_files(folder: str | Path) -> list[Path]:

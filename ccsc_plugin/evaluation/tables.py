@@ -7,6 +7,10 @@ people (the ``csv`` dataset tested on a CUHK03-detected folder, ``benchmarks/rea
 their own beside the paper's cell of that setting, labelled as such. Test results
 (``ccsc-reid test``, ``kind: test``) are listed in a table of their own, each under the dataset it scored.
 Last, each run's camera gap (``camera_gap`` in ``result.json``, see :mod:`~ccsc_plugin.evaluation.camera_gap`).
+
+A row holding a run whose ``result.json`` carries ``warnings`` (text that qualifies its score, e.g. that the
+scored identities were seen in training) has its method marked ``†``; a footnote under that table lists each
+marked row's warnings once, with the runs that carry each.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from ccsc_plugin.evaluation.results import RESULT_FILE, ResultFileError, read_result, result_files
+from ccsc_plugin.evaluation.results import RESULT_FILE, ResultFileError, check_result, read_result, result_files
 
 RENDERED_TABLES = (1, 2, 3)
 METRICS = ("rank1", "mAP")
@@ -28,6 +32,7 @@ METRIC_LABELS = {"rank1": "R-1", "mAP": "mAP"}
 # Real-data runs at CPU scale (``dataset: csv``), by the folder name their ``test_set`` starts with: shown beside
 # the paper's cell of that setting, labelled as a CPU-scale run, never averaged into it.
 CPU_SCALE_TEST_SETS = {"cuhk03-detected": "cuhk03-detected"}
+WARNING_MARK = "†"  # after the method of a row with a run whose result.json carries warnings
 GAP_COLUMNS = {"same_camera": "Same camera", "cross_camera": "Cross-camera", "different_person": "Other people"}
 
 
@@ -38,7 +43,11 @@ def load_paper_results() -> dict[str, Any]:
 
 
 def find_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Every result in ``paths``: files, or folders searched recursively for ``result.json`` and ``tests/*.json``."""
+    """Every result in ``paths``: files, or folders searched recursively for ``result.json`` and ``tests/*.json``.
+
+    Each is checked (:func:`~ccsc_plugin.evaluation.results.check_result`) before any is returned, so an
+    impossible metric stops the table with the file and key before anything is printed or written.
+    """
     found: list[dict[str, Any]] = []
     for path in map(Path, paths):
         if not path.exists():
@@ -54,6 +63,7 @@ def find_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
                     f"{file} lacks {', '.join(missing)}: not a result.json of `ccsc-reid train` or `test`. "
                     "Leave it out of the table's RUN_DIRs, or train the run again."
                 )
+            check_result(result, file)  # every file, before anything is rendered
             result.setdefault("save_dir", str(file.parent))
             found.append(result)
     return found
@@ -85,6 +95,32 @@ def _delta(measured: float | None, paper: float | None) -> str:
     return "–" if measured is None or paper is None else f"{measured - paper:+.1f}"
 
 
+class _Marks:
+    """The rows of one table with runs that carry ``warnings``: marks their method cell, then writes the footnote."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, list[str]]] = {}  # row name -> warning -> the runs carrying it
+
+    def method(self, label: str, dataset_label: str, runs: Sequence[dict[str, Any]]) -> str:
+        """``label``, marked when a run of the row carries a warning (which the footnote then lists)."""
+        warned = [run for run in runs if run.get("warnings")]
+        for run in warned:
+            for warning in dict.fromkeys(run["warnings"]):
+                self.rows.setdefault(f"{dataset_label} · {label}", {}).setdefault(warning, []).append(
+                    str(run.get("save_dir"))
+                )
+        return f"{label} {WARNING_MARK}" if warned else label
+
+    def under(self, lines: list[str]) -> list[str]:
+        """``lines`` (a table), then the footnote when a row is marked."""
+        if not self.rows:
+            return lines
+        notes = [f"{WARNING_MARK} Runs with warnings that qualify their scores:"]
+        for name, warnings in self.rows.items():
+            notes += [f"- {name}: {warning} ({', '.join(runs)})" for warning, runs in warnings.items()]
+        return [*lines, "", *notes]
+
+
 def render_table(number: int, paper: dict[str, Any], measured: dict[tuple[str, str], list[dict[str, Any]]]) -> str:
     """One table: a row per dataset and method; paper, measured and difference for rank-1 and mAP."""
     spec = paper["tables"][number]
@@ -94,10 +130,11 @@ def render_table(number: int, paper: dict[str, Any], measured: dict[tuple[str, s
         header += [f"Paper {label}", f"Measured {label}", f"Δ {label}"]
     header += ["Runs", "Epochs"]
     lines = [f"### {spec['title']}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    marks = _Marks()
     for dataset, dataset_label in paper["datasets"].items():
         for method in spec["methods"]:
             runs = measured.get((dataset, method), [])
-            row = [dataset_label, paper["methods"][method]]
+            row = [dataset_label, marks.method(paper["methods"][method], dataset_label, runs)]
             published = paper["results"][dataset][method]
             for metric in METRICS:
                 ours = _mean_percent(runs, metric)
@@ -105,7 +142,7 @@ def render_table(number: int, paper: dict[str, Any], measured: dict[tuple[str, s
             epochs = sorted({str(run.get("epochs")) for run in runs})
             row += [str(len(runs)) if runs else "–", ", ".join(epochs) if runs else "–"]
             lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+    return "\n".join(marks.under(lines))
 
 
 def cpu_scale_setting(result: dict[str, Any]) -> str | None:
@@ -128,15 +165,20 @@ def render_cpu_scale(runs: Sequence[dict[str, Any]], paper: dict[str, Any]) -> s
         "| Test set | Method | Paper setting | Paper R-1 | Paper mAP | Measured R-1 | Measured mAP | Runs | Epochs |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    marks = _Marks()
     for (test_set, method), group in sorted(grouped.items()):
         setting = cpu_scale_setting(group[0])
         published = paper["results"][setting].get(method, {}) if method in paper["methods"] else {}
-        row = [test_set, paper["methods"].get(method, method), paper["datasets"][setting]]
+        row = [
+            test_set,
+            marks.method(paper["methods"].get(method, method), test_set, group),
+            paper["datasets"][setting],
+        ]
         row += [_fmt(published.get(metric), "-") for metric in METRICS]
         row += [_fmt(_mean_percent(group, metric), "–") for metric in METRICS]
         row += [str(len(group)), ", ".join(sorted({str(run.get("epochs")) for run in group}))]
         lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+    return "\n".join(marks.under(lines))
 
 
 def render_tests(tests: Sequence[dict[str, Any]], paper: dict[str, Any]) -> str:
@@ -147,12 +189,14 @@ def render_tests(tests: Sequence[dict[str, Any]], paper: dict[str, Any]) -> str:
         "| Dataset | Method | Checkpoint | R-1 | mAP |",
         "|---|---|---|---|---|",
     ]
+    marks = _Marks()
     for test in tests:
         dataset, method = test.get("dataset"), test.get("method")
-        row = [paper["datasets"].get(dataset, str(dataset)), paper["methods"].get(method, str(method))]
+        dataset_label = paper["datasets"].get(dataset, str(dataset))
+        row = [dataset_label, marks.method(paper["methods"].get(method, str(method)), dataset_label, [test])]
         row += [str(test.get("checkpoint")), *(_fmt(_mean_percent([test], metric), "–") for metric in METRICS)]
         lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+    return "\n".join(marks.under(lines))
 
 
 def render_camera_gaps(results: Sequence[dict[str, Any]], paper: dict[str, Any]) -> str:
@@ -165,15 +209,17 @@ def render_camera_gaps(results: Sequence[dict[str, Any]], paper: dict[str, Any])
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
+    marks = _Marks()
     for result in results:
         gap = result["camera_gap"]
         row = [paper["datasets"].get(result.get("dataset"), str(result.get("dataset")))]
-        row += [paper["methods"].get(result.get("method"), str(result.get("method"))), result.get("kind", "train")]
+        method = paper["methods"].get(result.get("method"), str(result.get("method")))
+        row += [marks.method(method, row[0], [result]), result.get("kind", "train")]
         row += [str(result.get("save_dir"))]
         row += ["–" if gap.get(key) is None else f"{gap[key]:.3f}" for key in GAP_COLUMNS]
         row.append("–" if gap.get("gap") is None else f"{gap['gap']:+.3f}")
         lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+    return "\n".join(marks.under(lines))
 
 
 def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = RENDERED_TABLES) -> str:
@@ -200,7 +246,11 @@ def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = REN
     if cpu_scale:
         parts.append(render_cpu_scale(cpu_scale, paper))
     if unmatched:
-        listed = ", ".join(f"{r.get('save_dir')} ({r.get('dataset')}, {r.get('method')})" for r in unmatched)
+        listed = ", ".join(
+            f"{r.get('save_dir')} ({r.get('dataset')}, {r.get('method')}"
+            + (f"; {WARNING_MARK} {'; '.join(dict.fromkeys(r['warnings']))})" if r.get("warnings") else ")")
+            for r in unmatched
+        )
         parts.append(f"Not in Tables {', '.join(map(str, tables))}: {listed}.")
     if tests:
         parts.append(render_tests(tests, paper))

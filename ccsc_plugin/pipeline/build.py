@@ -14,8 +14,8 @@ from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.data import samplers
 from ccsc_plugin.data.checks import DataChecks
 from ccsc_plugin.data.csv_dataset import seen_identities_warning
-from ccsc_plugin.data.loaders import build_train_loader
-from ccsc_plugin.data.registry import PLUGIN_DATASETS, check_dataset, configure_csv, configure_synthcam
+from ccsc_plugin.data.loaders import build_train_loader, protect_test_loaders
+from ccsc_plugin.data.registry import PLUGIN_DATASETS, check_dataset, configure_csv, configure_synthcam, csv_options
 from ccsc_plugin.data.resumable_sampler import ResumableSampler
 from ccsc_plugin.engine import distributed
 from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
@@ -44,10 +44,8 @@ def method_name(cfg: CN) -> str:
 def prepare_datasets(cfg: CN) -> None:
     """Check benchmark folders exist and set the plugin datasets' options before torchreid loads them."""
     configure_synthcam(dict(cfg.data.synthcam))
-    csv_opts = configure_csv(cfg.data.csv)
-    targets = list(cfg.data.targets) or list(cfg.data.sources)
-    trains_and_tests_csv = "csv" in cfg.data.sources and "csv" in targets
-    if trains_and_tests_csv and (warning := seen_identities_warning(**csv_opts)):
+    configure_csv(cfg.data.csv)
+    if warning := seen_identities(cfg):
         warnings.warn(warning, stacklevel=2)
     for key in ("sources", "targets"):
         for name in cfg.data[key]:
@@ -55,8 +53,19 @@ def prepare_datasets(cfg: CN) -> None:
                 check_dataset(name, cfg.data.root, key=f"data.{key}")
 
 
+def seen_identities(cfg: CN) -> str | None:
+    """Why ``cfg`` scores identities it also trains on (the ``csv`` dataset trained and tested alike), or None.
+
+    The warning qualifies every score of such a run: it is printed and recorded in ``result.json``.
+    """
+    targets = list(cfg.data.targets) or list(cfg.data.sources)
+    if "csv" not in cfg.data.sources or "csv" not in targets:
+        return None
+    return seen_identities_warning(**csv_options(cfg.data.csv))
+
+
 def build_datamanager(cfg: CN):
-    """torchreid's ``ImageDataManager`` for ``cfg``, checked while it loads (see ``datasets.checks``).
+    """torchreid's ``ImageDataManager`` for ``cfg``, checked while it loads (see ``data.checks``).
 
     Unreadable images are screened out and identities counted before the sampler is built; the
     findings are kept as ``datamanager.data_checks`` for ``result.json``. The train loader is then rebuilt
@@ -79,6 +88,7 @@ def build_datamanager(cfg: CN):
         train_items = datamanager.train_loader.dataset.train
         sampler = ResumableSampler(samplers.build_train_sampler(cfg, train_items, rank, world_size))
     datamanager.train_loader = build_train_loader(cfg, datamanager, sampler=sampler, on_gpu=use_gpu(cfg))
+    protect_test_loaders(datamanager)
     return datamanager
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from yacs.config import CfgNode as CN
 
 from ccsc_plugin import checkpoint as ckpt
+from ccsc_plugin.data.csv_dataset import same_file
 from ccsc_plugin.evaluation.results import TEST_DIR, write_result
 from ccsc_plugin.pipeline import run_folder
 from ccsc_plugin.pipeline.build import build_engine, load_weights, model_keys
@@ -25,6 +26,7 @@ def evaluate(cfg: CN, weights: str | Path, recipe: str | None = None) -> dict[st
     ``tests/<targets>-<checkpoint>-<key>.json`` (:func:`ccsc_plugin.pipeline.run_folder.path_for_test_result`).
     """
     start = time.time()
+    run_folder.check_writable(Path(cfg.data.save_dir) / TEST_DIR)
     with log_to(Path(cfg.data.save_dir) / TEST_DIR / run_folder.TEST_LOG):
         checkpoint = ckpt.load_checkpoint(weights)
         stored = config_from_checkpoint(checkpoint, origin=str(weights)) if "config" in checkpoint else None
@@ -34,10 +36,33 @@ def evaluate(cfg: CN, weights: str | Path, recipe: str | None = None) -> dict[st
         weights_scored = scored(weights)
         run_engine(engine, cfg, test_only=True)
         result = summarise(cfg, engine, recipe, time.time() - start, checkpoint.get("epoch", 0), training=False)
+        if stored is not None and (warning := trained_on_scored_csv(stored, cfg)):
+            print(f"=> WARNING: {warning}")
+            result["warnings"].append(warning)
         result.update(kind="test", **weights_scored)
         path = write_result(run_folder.path_for_test_result(cfg, weights, weights_scored["checkpoint_sha256"]), result)
         print(f"=> Test result written to {path}")
     return result
+
+
+def trained_on_scored_csv(stored: CN, cfg: CN) -> str | None:
+    """Why the test scores people its weights were trained on (the stored recipe trained on the scored CSV), or None.
+
+    Holding out the same last ``data.csv.val_ids`` identities in both is a held-out score, not a warning.
+    """
+    targets = list(cfg.data.targets) or list(cfg.data.sources)
+    if "csv" not in stored.data.sources or targets[0] != "csv":
+        return None
+    trained, tested = stored.data.csv, cfg.data.csv
+    scored_csv = tested.test_path or tested.path
+    held_out = trained.val_ids and not tested.test_path and tested.val_ids == trained.val_ids
+    if held_out or not same_file(trained.path, scored_csv):
+        return None
+    return (
+        f"these weights were trained on {trained.path}, and this test scores {scored_csv}: the scored identities were "
+        "seen in training. Score a CSV of other people (data.csv.test_path), or the identities the run held out "
+        f"(data.csv.val_ids={trained.val_ids or 'N'}, as it was trained with)."
+    )
 
 
 def at_trained_input_size(cfg: CN, stored: CN | None, weights: str | Path) -> CN:

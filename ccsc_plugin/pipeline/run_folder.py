@@ -9,6 +9,7 @@ is where ``ccsc-reid test`` writes: beside the training result, never over it.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 
 from yacs.config import CfgNode as CN
@@ -25,6 +26,28 @@ TENSORBOARD_EVENTS = "events.out.tfevents.*"
 
 class RunFolderTaken(RecipeError):
     """``data.save_dir`` holds another run; the message names the folder and the three ways on."""
+
+
+class FolderNotWritable(RecipeError):
+    """A folder a run must write to (``data.save_dir``, its ``tests/``) cannot be written: read-only, not a folder."""
+
+
+def check_writable(folder: str | Path, key: str = "data.save_dir") -> None:
+    """Stop before anything loads when ``folder`` (made if missing) cannot hold a new file.
+
+    A probe file is created and removed at once, so that a read-only file system, a missing permission or a
+    path through a file is said up front, naming the folder, instead of as a raw ``OSError`` mid-run.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise FolderNotWritable(
+            f"{key} {folder} cannot be written ({error.strerror or error}): a run writes its checkpoints, logs and "
+            f"results there. Choose a writable folder, e.g. --set {key}=runs/NAME, or make it writable."
+        ) from None
 
 
 def run_files(save_dir: str | Path) -> list[Path]:
@@ -92,7 +115,7 @@ def _resumed_here(save_dir: Path, resume: str) -> Path | None:
     """The checkpoint ``resume`` names, if it lies in ``save_dir`` (the same run, continued)."""
     if not resume:
         return None
-    checkpoint = ckpt.latest_checkpoint(resume).resolve()
+    checkpoint = ckpt.latest_checkpoint(resume, ckpt.NOTHING_TO_RESUME).resolve()
     return checkpoint if checkpoint.parent == (save_dir / ckpt.CHECKPOINT_DIR).resolve() else None
 
 

@@ -12,19 +12,35 @@ from ccsc_plugin.engine import distributed
 
 
 class _Tee(io.TextIOBase):
-    """Write to several text streams at once (torchreid's Logger closes the console when collected)."""
+    """Write to the console and a log file at once (torchreid's Logger closes the console when collected).
 
-    def __init__(self, *streams) -> None:
-        self.streams = streams
+    A log file that cannot be written any more (its disk is full) is dropped with one line on the console:
+    the run goes on, and the error that matters (a checkpoint that cannot be saved) is reported where it happens.
+    """
+
+    def __init__(self, console, log_file) -> None:
+        self.console, self.log_file = console, log_file
 
     def write(self, text: str) -> int:
-        for stream in self.streams:
-            stream.write(text)
+        self.console.write(text)
+        if self.log_file is not None:
+            try:
+                self.log_file.write(text)
+            except OSError as error:
+                self._drop_log(error)
         return len(text)
 
     def flush(self) -> None:
-        for stream in self.streams:
-            stream.flush()
+        self.console.flush()
+        if self.log_file is not None:
+            try:
+                self.log_file.flush()
+            except OSError as error:
+                self._drop_log(error)
+
+    def _drop_log(self, error: OSError) -> None:
+        name, self.log_file = getattr(self.log_file, "name", "the log"), None
+        self.console.write(f"\n=> WARNING: {name} cannot be written ({error.strerror}); logging to the console only\n")
 
 
 @contextlib.contextmanager
@@ -38,5 +54,10 @@ def log_to(path: Path):
             yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", buffering=1) as log_file, contextlib.redirect_stdout(_Tee(sys.stdout, log_file)):
-        yield
+    log_file = open(path, "a", buffering=1)  # noqa: SIM115 (closed below, whatever happened to it)
+    try:
+        with contextlib.redirect_stdout(_Tee(sys.stdout, log_file)):
+            yield
+    finally:
+        with contextlib.suppress(OSError):
+            log_file.close()

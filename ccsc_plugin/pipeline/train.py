@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,10 @@ from ccsc_plugin.data.csv_dataset import describe_test_set
 from ccsc_plugin.data.registry import csv_options, dataset_setting
 from ccsc_plugin.engine import distributed
 from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
-from ccsc_plugin.evaluation.results import RESULT_FILE, git_commit, read_result, write_result
-from ccsc_plugin.pipeline import run_folder
-from ccsc_plugin.pipeline.build import build_datamanager, build_engine, method_name, use_gpu
+from ccsc_plugin.evaluation.provenance import provenance
+from ccsc_plugin.evaluation.results import RESULT_FILE, read_result, write_result
+from ccsc_plugin.pipeline import run_folder, run_lock
+from ccsc_plugin.pipeline.build import build_datamanager, build_engine, method_name, seen_identities, use_gpu
 from ccsc_plugin.pipeline.run_log import log_to
 
 
@@ -42,7 +44,9 @@ def summarise(
     ``test_set`` names what the first target scored: for ``csv`` the test CSV's folder, or the validation ids
     (``validation: last N ids of <folder>``); for a benchmark its ``dataset`` name.
 
-    A training run (``training``) also records whether its CCSC term could act (``ccsc_active``) and why not.
+    ``config`` is the full resolved recipe the run used; ``warnings`` every warning that qualifies the result: for a
+    training run, identities scored that were seen in training, and a CCSC term that could never act (which
+    ``ccsc_active`` also records); a test adds its own (``pipeline.evaluate``).
     """
     targets = list(cfg.data.targets) or list(cfg.data.sources)
     first = engine.test_results.get(targets[0], {})
@@ -58,20 +62,23 @@ def summarise(
         "targets": engine.test_results,
         "epochs": epochs,
         "seed": cfg.train.seed,
-        "git_commit": git_commit(),
+        **provenance(),
+        "config": cfg.dump(),
         "wall_time_s": round(seconds, 1),
         "save_dir": str(Path(cfg.data.save_dir).resolve()),
         "input_size": [cfg.data.height, cfg.data.width],
         **(checks.summary() if checks is not None else {}),
     }
+    result["warnings"] = []
     if training:
         warning = ccsc_warning(cfg, engine.datamanager)
-        result.update(ccsc_active=cfg.loss.ccsc.weight > 0 and warning is None, warnings=[warning] if warning else [])
+        result["ccsc_active"] = cfg.loss.ccsc.weight > 0 and warning is None
+        result["warnings"] = [text for text in (seen_identities(cfg), warning) if text]
     return result
 
 
 def ccsc_warning(cfg: CN, datamanager) -> str | None:
-    """Why ``cfg``'s CCSC term can never act on ``datamanager``'s train set (see ``datasets.checks``), or None."""
+    """Why ``cfg``'s CCSC term can never act on ``datamanager``'s train set (see ``data.checks``), or None."""
     checks = getattr(datamanager, "data_checks", None)
     counts = checks.identities if checks is not None else None
     return ccsc_inactive_warning(counts, cfg.loss.ccsc.weight, cfg.loss.ccsc.cross_camera)
@@ -85,8 +92,9 @@ def scored(checkpoint: str | Path) -> dict[str, str]:
 def train(cfg: CN, recipe: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Train (resuming if ``model.resume`` is set), evaluate, and write ``result.json``.
 
-    ``data.save_dir`` must be free, hold the run being resumed, or be cleared by ``overwrite``
-    (:func:`ccsc_plugin.pipeline.run_folder.claim`); anything else stops before a file is written.
+    ``data.save_dir`` must be writable (checked first), held by no other training run (this one holds its lock,
+    :mod:`ccsc_plugin.pipeline.run_lock`, until it ends), and free, hold the run being resumed, or be cleared by
+    ``overwrite`` (:func:`ccsc_plugin.pipeline.run_folder.claim`); anything else stops before a file is written.
 
     A resumed run that has done all ``train.max_epoch`` epochs is not trained again: it returns its
     ``result.json``, or evaluates its last checkpoint when that result is missing (see ``finished_result``).
@@ -97,18 +105,20 @@ def train(cfg: CN, recipe: str | None = None, overwrite: bool = False) -> dict[s
     Under ``torchrun`` each process trains its shard with DDP; rank 0 logs, evaluates and writes.
     """
     save_dir = Path(cfg.data.save_dir)
-    if cfg.model.resume and (finished := finished_result(cfg, save_dir, recipe)) is not None:
-        return finished
+    run_folder.check_writable(save_dir)
     ddp = distributed.init_from_env(cfg.train.dist_backend, use_gpu(cfg))
     if ddp and cfg.train.fixbase_epoch > 0:
         raise RecipeError("train.fixbase_epoch > 0 is not supported with DDP (torchrun): set it to 0.")
     start = time.time()
     try:
-        result = _train(cfg, recipe, save_dir, start, overwrite)
+        held = run_lock.hold(save_dir) if distributed.is_main_process() else contextlib.nullcontext([])
+        with held as lock_notes:  # for the whole run: a second training into save_dir stops (run_lock)
+            if cfg.model.resume and (finished := finished_result(cfg, save_dir, recipe)) is not None:
+                return finished
+            return _train(cfg, recipe, save_dir, start, overwrite, lock_notes)
     finally:
         if ddp:
             distributed.shutdown()
-    return result
 
 
 def finished_result(cfg: CN, save_dir: Path, recipe: str | None) -> dict[str, Any] | None:
@@ -118,7 +128,7 @@ def finished_result(cfg: CN, save_dir: Path, recipe: str | None) -> dict[str, An
     epochs (e.g. stopped during the final evaluation), which the resumed run then writes. A checkpoint
     beyond ``train.max_epoch`` is a :class:`RecipeError`.
     """
-    checkpoint = ckpt.latest_checkpoint(cfg.model.resume)
+    checkpoint = ckpt.latest_checkpoint(cfg.model.resume, ckpt.NOTHING_TO_RESUME)
     state = ckpt.load_checkpoint(checkpoint)
     epochs, mid_epoch, max_epoch = int(state["epoch"]), "sampler" in state, cfg.train.max_epoch
     if epochs + mid_epoch > max_epoch:
@@ -140,37 +150,51 @@ def finished_result(cfg: CN, save_dir: Path, recipe: str | None) -> dict[str, An
     return result
 
 
-def _train(cfg: CN, recipe: str | None, save_dir: Path, start: float, overwrite: bool) -> dict[str, Any]:
+def _train(
+    cfg: CN, recipe: str | None, save_dir: Path, start: float, overwrite: bool, lock_notes: list[str]
+) -> dict[str, Any]:
+    """Claim the run folder this process holds, then train in it, logging to its ``train.log``."""
     notes = run_folder.claim(save_dir, cfg.model.resume, overwrite)
     with log_to(save_dir / run_folder.TRAIN_LOG):
-        for note in notes:
+        for note in [*lock_notes, *notes]:
             print(note)
-        if distributed.world_size() > 1:
-            print(f"=> DDP: {distributed.world_size()} processes, backend {torch.distributed.get_backend()}")
-        torchreid.utils.set_random_seed(cfg.train.seed + distributed.rank())  # ranks differ in augmentation
-        with distributed.main_process_first():  # rank 0 generates / checks the data first
-            datamanager = build_datamanager(cfg)
-        engine = build_engine(cfg, datamanager)
-        if warning := ccsc_warning(cfg, datamanager):
-            print(f"=> WARNING: {warning}")
-        start_epoch = engine.resume(cfg.model.resume) if cfg.model.resume else cfg.train.start_epoch
-        if cfg.model.resume and start_epoch == cfg.train.max_epoch:  # its result.json is missing (finished_result)
-            print(f"=> {engine.saved_weights} has done all {start_epoch} epochs: evaluating it")
-        elif start_epoch:
-            print(f"=> Resuming at epoch {start_epoch + 1}")
-        run_engine(
-            engine,
-            cfg,
-            max_epoch=cfg.train.max_epoch,
-            start_epoch=start_epoch,
-            fixbase_epoch=cfg.train.fixbase_epoch,
-            open_layers=list(cfg.train.open_layers),
-            start_eval=cfg.test.start_eval,
-            eval_freq=cfg.test.eval_freq,
-        )
-        result = {**summarise(cfg, engine, recipe, time.time() - start, cfg.train.max_epoch), "kind": "train"}
-        if distributed.is_main_process():  # rank 0 wrote the checkpoints
-            result.update(scored(engine.saved_weights))  # the weights the final evaluation scored
+        return _train_in_folder(cfg, recipe, save_dir, start)
+
+
+def _train_in_folder(cfg: CN, recipe: str | None, save_dir: Path, start: float) -> dict[str, Any]:
+    if distributed.world_size() > 1:
+        print(f"=> DDP: {distributed.world_size()} processes, backend {torch.distributed.get_backend()}")
+    torchreid.utils.set_random_seed(cfg.train.seed + distributed.rank())  # ranks differ in augmentation
+    with distributed.main_process_first():  # rank 0 generates / checks the data first
+        datamanager = build_datamanager(cfg)
+    engine = build_engine(cfg, datamanager)
+    if warning := ccsc_warning(cfg, datamanager):
+        print(f"=> WARNING: {warning}")
+    start_epoch = engine.resume(cfg.model.resume) if cfg.model.resume else cfg.train.start_epoch
+    if cfg.model.resume and start_epoch == cfg.train.max_epoch:  # its result.json is missing (finished_result)
+        print(f"=> {engine.saved_weights} has done all {start_epoch} epochs: evaluating it")
+    elif start_epoch:
+        print(f"=> Resuming at epoch {start_epoch + 1}")
+    run_engine(
+        engine,
+        cfg,
+        max_epoch=cfg.train.max_epoch,
+        start_epoch=start_epoch,
+        fixbase_epoch=cfg.train.fixbase_epoch,
+        open_layers=list(cfg.train.open_layers),
+        start_eval=cfg.test.start_eval,
+        eval_freq=cfg.test.eval_freq,
+    )
+    result = {**summarise(cfg, engine, recipe, time.time() - start, cfg.train.max_epoch), "kind": "train"}
+    if distributed.is_main_process():  # rank 0 wrote the checkpoints
+        result.update(scored(engine.saved_weights))  # the weights the final evaluation scored
+        try:
             path = write_result(save_dir, result)
-            print(f"=> Results written to {path}")
+        except ckpt.NoSpaceLeft as full:
+            raise full.then(
+                f"Training is done and its checkpoints are saved ({engine.saved_weights}): free space, then "
+                f"`ccsc-reid train {recipe or 'RECIPE'} ... --resume {save_dir}` (same recipe and --set options) "
+                "evaluates the last checkpoint and writes result.json."
+            ) from None
+        print(f"=> Results written to {path}")
     return result

@@ -6,10 +6,13 @@ every slot's query and gallery features, and answers a query - picked by index f
 uploaded as bytes - with one :class:`ModelAnswer` per slot: the top-5 with green/red borders (the
 paper's Fig. 3), and a response map for the query and each match (Grad-CAM or the Fig. 4 intensity).
 :meth:`DemoBackend.example_answer` is the answer the page opens with, before any click.
+:class:`UploadFiles` reads an uploaded file's bytes once and deletes the file, so uploads never pile up.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +103,49 @@ def display_tile(image: Image.Image) -> np.ndarray:
     """An RGB image at the demo's tile size, as uint8 HxWx3."""
     height, width = DISPLAY_SIZE
     return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
+
+
+class UploadFiles:
+    """Uploaded files, read once and deleted at once: ``stored`` is the set of paths the web server has written
+    uploads to (Gradio's ``Blocks.upload_file_set``, only read here), and only those are ever read or deleted.
+
+    The server names an upload by its content's hash and its file name, so identical uploads in flight together
+    share one file: the first read deletes it, and the bytes of the last ``remember`` uploads stay in memory for
+    the others (one path always holds the same bytes).
+    """
+
+    def __init__(self, stored: set[str], max_bytes: int = MAX_UPLOAD_BYTES, remember: int = 8) -> None:
+        self.stored, self.max_bytes, self.remember = stored, max_bytes, remember
+        self._recent: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, path: str) -> bytes:
+        """The upload's bytes (at most ``max_bytes + 1``: more is refused when decoded); its file is gone after."""
+        with self._lock:
+            if path in self._recent:
+                self._recent.move_to_end(path)
+                data = self._recent[path]
+            elif path in self.stored:
+                try:
+                    with open(path, "rb") as handle:
+                        data = handle.read(self.max_bytes + 1)
+                except FileNotFoundError:
+                    raise DemoInputError("The upload is no longer on the server: upload the image again.") from None
+                self._recent[path] = data
+                while len(self._recent) > self.remember:
+                    self._recent.popitem(last=False)
+            else:
+                raise DemoInputError("That file was not uploaded to this demo: upload an image file.")
+            _delete_upload(Path(path))  # also when an identical upload wrote it again after the first read
+        return data
+
+
+def _delete_upload(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()  # the upload's own folder (named by its hash), once empty
+    except OSError:
+        pass
 
 
 class DemoBackend:

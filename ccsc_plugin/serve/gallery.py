@@ -15,6 +15,7 @@ from yacs.config import CfgNode as CN
 
 from ccsc_plugin._torchreid import image_dataset_registry, torchreid
 from ccsc_plugin.data.csv_dataset import CSVDatasetError, read_rows, split_rows
+from ccsc_plugin.data.images import read_image
 from ccsc_plugin.data.registry import PLUGIN_DATASETS, check_dataset, configure_csv, configure_synthcam
 
 _MARKET_NAME = re.compile(r"([-\d]+)_c(\d)")
@@ -125,6 +126,6 @@ def read_csv_split(csv_path: Path) -> QueryGallery:
 
 
 def read_rgb(path: str | Path) -> Image.Image:
-    """A dataset image as RGB (the gallery's own files: paths never come from a client)."""
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    """A dataset image as RGB (the gallery's own files: paths never come from a client), read as training
+    and ``test`` read it (:func:`ccsc_plugin.data.images.read_image`)."""
+    return read_image(path)

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ccsc_plugin.data.images import read_image, to_rgb
 from ccsc_plugin.pipeline.trained import load_trained, test_transform
 from ccsc_plugin.serve.index import GalleryIndex
 
@@ -32,15 +33,17 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def to_pil(image: ImageInput) -> Image.Image:
-    """An RGB PIL image from a path, a PIL image, or an H x W (x 3) uint8 / [0, 1] float RGB array."""
+    """An RGB PIL image from a path, a PIL image, or an H x W (x 3) uint8 / [0, 1] float RGB array.
+
+    Paths and PIL images are converted as training and ``test`` convert them (:mod:`ccsc_plugin.data.images`).
+    """
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"Image {path} does not exist.")
-        with Image.open(path) as opened:
-            return opened.convert("RGB")
+        return read_image(path)
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return to_rgb(image)
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
             raise ValueError(f"An image array must be H x W or H x W x 3 (RGB), got shape {image.shape}.")

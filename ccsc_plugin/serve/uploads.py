@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import io
-import warnings
+from PIL import Image
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
+from ccsc_plugin.data.images import MAX_IMAGE_PIXELS, ImageReadError, ImageTooLargeError, has_transparency, open_image
+from ccsc_plugin.data.images import to_rgb as _to_rgb_pixels
 from ccsc_plugin.serve.gallery import DemoInputError
 
 MAX_UPLOAD_BYTES = 10 * 2**20  # 10 MiB: a person crop is a few tens of kB
-MAX_UPLOAD_PIXELS = 4096 * 4096  # larger is not a person crop, and decoding it costs memory
+MAX_UPLOAD_PIXELS = MAX_IMAGE_PIXELS  # 4096 x 4096: larger is not a person crop, and decoding it costs memory
 MIN_IMAGE_SIDE = 16  # below this a crop carries no identity (the models see 128x64 or more)
+_GRAYSCALE = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
 
 # ------------------------------------------------------------------------------------------- uploads
@@ -23,7 +22,9 @@ def decode_upload(
 ) -> tuple[Image.Image, list[str]]:
     """Decode uploaded bytes (never a path) into an RGB image; return it with notes on what was converted.
 
-    Raises :class:`DemoInputError` for an empty, oversized, undecodable, huge or tiny upload.
+    The bytes are read and converted by the reader training and ``test`` use (:mod:`ccsc_plugin.data.images`):
+    the same file uploaded gives the same pixels, so the same features. Raises :class:`DemoInputError` for an
+    empty, oversized, undecodable, huge (refused from its header, before decoding) or tiny upload.
     """
     if not data:
         raise DemoInputError("The upload is empty: choose a JPEG or PNG image of one person.")
@@ -33,28 +34,24 @@ def decode_upload(
             "Upload a cropped person image (a few hundred pixels high)."
         )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise DemoInputError(
-                    f"The image is {width}x{height} pixels, more than the {max_pixels // 10**6} megapixel limit. "
-                    "Crop the person first (re-ID models see about 256x128)."
-                )
-            image.load()
-    except DemoInputError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        image = open_image(data, max_pixels=max_pixels, name="the upload")
+    except ImageTooLargeError as error:
+        if error.size is None:
+            raise DemoInputError(
+                f"The image is too large to decode safely ({error.__cause__}). Crop the person first (re-ID "
+                "models see about 256x128)."
+            ) from error
+        width, height = error.size
         raise DemoInputError(
-            f"The image is too large to decode safely ({error}). Crop the person first (re-ID models see about "
-            "256x128)."
+            f"The image is {width}x{height} pixels, more than the {max_pixels // 10**6} megapixel limit. "
+            "Crop the person first (re-ID models see about 256x128)."
         ) from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except ImageReadError as error:
         raise DemoInputError(
-            f"The upload is not an image that can be decoded ({type(error).__name__}). Upload a JPEG, PNG or "
-            "WebP picture of one person."
+            f"The upload is not an image that can be decoded ({type(error.__cause__).__name__}). Upload a JPEG, "
+            "PNG or WebP picture of one person."
         ) from error
+    width, height = image.size
     if min(width, height) < MIN_IMAGE_SIDE:
         raise DemoInputError(
             f"The image is only {width}x{height} pixels; at least {MIN_IMAGE_SIDE} pixels a side are needed "
@@ -64,20 +61,14 @@ def decode_upload(
 
 
 def _to_rgb(image: Image.Image) -> tuple[Image.Image, list[str]]:
+    """``image`` converted as every reading path converts it (``data.images.to_rgb``), with notes on what changed."""
     notes = []
-    if getattr(image, "n_frames", 1) > 1:
+    if image.info.get("animated"):  # recorded by open_image while the file was open
         notes.append("an animated image: only its first frame is used")
-    if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
+    if image.mode in _GRAYSCALE:
         notes.append("a grayscale image: copied to 3 channels, so colour cues are lost and matches are weaker")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if has_transparency(image):
         notes.append("an image with transparency: the alpha channel was dropped (transparent areas on gray)")
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB"), notes
-    if image.mode in ("I", "I;16", "F"):
-        array = np.asarray(image, dtype=np.float32)
-        span = max(float(array.max() - array.min()), 1e-6)
-        image = Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8))
     if image.mode == "CMYK":
         notes.append("a CMYK image: converted to RGB")
-    return image.convert("RGB"), notes
+    return _to_rgb_pixels(image), notes
