@@ -2,7 +2,8 @@
 
 Trains the six recipes of ``recipes/cpu_cuhk03/`` (743 people of ``../shared/data/cuhk03-detected-train``)
 and scores each on the 100 other people of ``../shared/data/cuhk03-detected-mini`` (one query per camera
-and person). Softmax and softmax + CCSC train on every ``--seeds`` seed, the four others on ``--other-seeds``.
+and person), and BoT's baseline without and with CCSC. Softmax and softmax + CCSC train on every ``--seeds``
+seed, the others on ``--other-seeds`` (both 1, 2, 3 by default).
 Prints, and writes to ``--output``, the paper's Tables 1-3 in its layout: mean ± sample standard deviation
 over seeds of rank-1 and mAP, the paired per-seed difference CCSC - baseline, runs and minutes per run, with
 the paper's CUHK03-detected column beside (its own setting: not a reproduction); then the camera gap.
@@ -14,9 +15,11 @@ the paper's CUHK03-detected column beside (its own setting: not a reproduction);
 Each run has its own folder, ``<runs-dir>/<recipe>/seed-<N>/``. A folder whose ``result.json`` is of the same
 recipe, seed and settings is read back, not retrained; one with checkpoints but no ``result.json`` (an
 interrupted run) is resumed from its last checkpoint; one that holds a run with other settings stops the
-benchmark before anything trains (a finished run is never overwritten). ``--validation`` holds out the last
-100 training identities as the test set (``data.csv.val_ids=100``, no test CSV) and uses its own runs folder,
-so that sizes and hyperparameters are chosen without the test people.
+benchmark before anything trains (a finished run is never overwritten). Every finished run's result.json is also
+kept in ``benchmarks/results/real_tables/<recipe>/seed-<N>/`` (``--records-dir``), which git tracks: on a fresh
+clone, or a new machine, those are read back (``--report-only`` rebuilds the tables) and nothing is retrained.
+``--validation`` holds out the last 100 training identities as the test set (``data.csv.val_ids=100``, no test
+CSV) and uses its own runs and records folders, so that sizes and hyperparameters are chosen without the test people.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from ccsc_plugin import pipeline
 from ccsc_plugin.cli import USER_ERRORS
 from ccsc_plugin.config import load_config
 from ccsc_plugin.engine.interrupt import TrainingInterrupted
-from ccsc_plugin.evaluation.results import RESULT_FILE, read_result
+from ccsc_plugin.evaluation.results import RESULT_FILE, read_result, write_result
 from ccsc_plugin.evaluation.tables import check_output, load_paper_results
 from ccsc_plugin.pipeline.run_folder import RunFolderTaken
 from ccsc_plugin.pipeline.trained import config_from_checkpoint
@@ -56,28 +59,45 @@ METHODS = {
     "softmax_center": "softmax+center",
     "softmax_ccsc_triplet": "softmax+ccsc+triplet",
 }
+# Rows none of the paper's tables has: BoT's strong baseline (Luo et al. 2019) without and with CCSC
+BEYOND_PAPER = {
+    "bot": "BoT baseline (softmax + label smoothing + hard triplet, BNNeck)",
+    "bot_ccsc": "BoT + CCSC",
+}
+ALL_METHODS = [*METHODS, *BEYOND_PAPER]  # every recipe of recipes/cpu_cuhk03/, in table order
 BASELINE, CCSC, NOCONSTRAINT = "softmax", "softmax_ccsc", "softmax_ccsc_noconstraint"
+TRIPLET, CENTER, CCSC_TRIPLET, BOT, BOT_CCSC = (
+    "softmax_triplet",
+    "softmax_center",
+    "softmax_ccsc_triplet",
+    "bot",
+    "bot_ccsc",
+)
 MULTI_SEED = (BASELINE, CCSC)  # trained on every --seeds seed; the others on --other-seeds
 PAPER_DATASET = "cuhk03-detected"  # the paper's column shown beside the measured one
 VAL_IDS = 100  # --validation: the last 100 training identities are the test set
 RUNS_DIR, VAL_RUNS_DIR = Path("runs/real_tables"), Path("runs/real_tables_val")
+# Every finished run's result.json is also kept here, in git (checkpoints stay in the runs folder, ignored by git),
+# so that a fresh clone rebuilds the tables with --report-only and never retrains what was reported.
+RECORDS_DIR, VAL_RECORDS_DIR = Path("benchmarks/results/real_tables"), Path("benchmarks/results/real_tables_val")
 OUTPUT, FIGURE = Path("docs/real_tables.md"), Path("docs/camera_gap.png")
 IGNORED_KEYS = ("data.save_dir", "model.resume")  # where a run lives and how it was continued, not what it is
 METRICS = {"rank1": "R-1", "mAP": "mAP"}
 CAMERA_GAP_KEYS = ("same_camera", "cross_camera", "gap", "different_person")
 TABLE_HEADER = ["Method", "R-1 (%)", "mAP (%)", "Runs", "Seeds", "Min/run", "Paper (CUHK03-detected) R-1", "Paper mAP"]
-DONE, RESUME, START = "done", "resume", "start"
+DONE, RECORDED, RESUME, START = "done", "recorded", "resume", "start"  # RECORDED: only its kept result.json
 
 
 @dataclass(frozen=True)
 class Run:
     """One training run of the benchmark: a recipe, a seed and its own folder."""
 
-    name: str  # recipe stem, a key of METHODS
+    name: str  # recipe stem, one of ALL_METHODS
     seed: int
     folder: Path
     recipe: Path
     overrides: tuple[str, ...]
+    record: Path | None = None  # where its result.json is kept (RECORDS_DIR), if anywhere
 
     @property
     def label(self) -> str:
@@ -102,8 +122,11 @@ def plan(
     overrides: Sequence[str] = (),
     validation: bool = False,
     recipes_dir: Path = RECIPES_DIR,
+    records_dir: Path | None = None,
 ) -> list[Run]:
     """The runs to train or read back, seed by seed (every method's first seed first, for early tables).
+
+    With ``records_dir`` each run's result.json is also kept at ``<records_dir>/<recipe>/seed-<N>/result.json``.
 
     Overrides apply in this order: ``--validation``'s, the user's ``--set``, then the run's seed and folder.
     """
@@ -115,7 +138,8 @@ def plan(
                 continue
             folder = runs_dir / name / f"seed-{seed}"
             own = (f"train.seed={seed}", f"data.save_dir={folder}")
-            runs.append(Run(name, seed, folder, recipes_dir / f"{name}.yaml", (*shared, *own)))
+            record = records_dir / name / f"seed-{seed}" / RESULT_FILE if records_dir else None
+            runs.append(Run(name, seed, folder, recipes_dir / f"{name}.yaml", (*shared, *own), record))
     return runs
 
 
@@ -181,7 +205,29 @@ def run_state(run: Run, cfg: CN) -> str:
             raise _taken(run, differences)
     if result_file.is_file():
         return DONE
-    return RESUME if checkpoints else START
+    if checkpoints:
+        return RESUME
+    if run.record is not None and run.record.is_file():  # trained elsewhere (another machine): its kept result
+        differences = result_differences(run, read_result(run.record), cfg, str(run.record))
+        if differences:
+            raise RunFolderTaken(
+                f"{run.record} keeps a result of {run.name} seed {run.seed} with other settings "
+                f"({'; '.join(differences)}). Give another --records-dir for these settings, or move it away "
+                "to train the run again."
+            )
+        return RECORDED
+    return START
+
+
+def kept_result(run: Run, state: str) -> dict[str, Any]:
+    """The result of a finished run: its folder's result.json, else the one kept in ``run.record``."""
+    return read_result(run.record if state == RECORDED else run.folder)
+
+
+def keep(run: Run, result: Mapping[str, Any]) -> None:
+    """Keep ``result`` at ``run.record`` (for git), unless it is already there unchanged."""
+    if run.record is not None and (not run.record.is_file() or read_result(run.record) != result):
+        write_result(run.record, dict(result))
 
 
 def check_data(cfg: CN) -> None:
@@ -220,14 +266,14 @@ def run_all(states: Sequence[tuple[Run, str]], report_only: bool = False) -> dic
     ``report_only`` reads back the finished runs and trains nothing: the others are reported as not run.
     """
     results: dict[str, list[dict[str, Any]]] = {}
-    recorded = (read_result(run.folder).get("wall_time_s") for run, state in states if state == DONE)
+    recorded = (kept_result(run, state).get("wall_time_s") for run, state in states if state in (DONE, RECORDED))
     timed = [seconds for seconds in recorded if seconds is not None]  # the estimate starts from the finished runs
-    left, start = sum(state != DONE for _, state in states), time.time()
+    left, start = sum(state not in (DONE, RECORDED) for _, state in states), time.time()
     for index, (run, state) in enumerate(states, 1):
         where = f"[{index}/{len(states)}] {run.name}, seed {run.seed}"
-        if state == DONE:
-            log(f"{where}: done, read back from {run.folder / RESULT_FILE}")
-            result = read_result(run.folder)
+        if state in (DONE, RECORDED):
+            log(f"{where}: done, read back from {run.record if state == RECORDED else run.folder / RESULT_FILE}")
+            result = kept_result(run, state)
         elif report_only:
             log(f"{where}: not finished, left out of the tables (--report-only)")
             continue
@@ -239,6 +285,7 @@ def run_all(states: Sequence[tuple[Run, str]], report_only: bool = False) -> dic
             result = pipeline.train(cfg, recipe=run.label)
             timed.append(time.time() - began)
             left -= 1
+        keep(run, result)
         results.setdefault(run.name, []).append(result)
     log(f"All {len(states)} runs done ({(time.time() - start) / 60:.0f} min in this session)")
     return results
@@ -276,11 +323,15 @@ def _paper(paper: Mapping[str, Any], method: str, metric: str) -> str:
     return f"{paper['results'][PAPER_DATASET][method][metric]:.1f}"
 
 
+def label(paper: Mapping[str, Any], name: str) -> str:
+    """A recipe's row label: the paper's name of its method, or the name of a row beyond the paper."""
+    return paper["methods"][METHODS[name]] if name in METHODS else BEYOND_PAPER[name]
+
+
 def _method_row(paper: Mapping[str, Any], name: str, runs: Sequence[Mapping[str, Any]], note: str = "") -> str:
-    method = METHODS[name]
-    cells = [paper["methods"][method] + note, _cell(runs, "rank1"), _cell(runs, "mAP"), str(len(runs))]
-    cells += [_seeds(runs), _minutes(runs), _paper(paper, method, "rank1"), _paper(paper, method, "mAP")]
-    return "| " + " | ".join(cells) + " |"
+    published = [_paper(paper, METHODS[name], m) for m in METRICS] if name in METHODS else ["–", "–"]
+    cells = [label(paper, name) + note, _cell(runs, "rank1"), _cell(runs, "mAP"), str(len(runs))]
+    return "| " + " | ".join([*cells, _seeds(runs), _minutes(runs), *published]) + " |"
 
 
 def _mean_difference(first: Sequence[Mapping[str, Any]], second: Sequence[Mapping[str, Any]], metric: str) -> str:
@@ -304,16 +355,16 @@ def _name(method: str) -> str:
 
 def paired_line(paper: Mapping[str, Any], first: str, second: str, results: Mapping[str, Sequence]) -> str:
     """The per-seed difference ``first - second``: mean ± sd and each seed's value, rank-1 and mAP."""
-    labels = [paper["methods"][METHODS[name]] for name in (first, second)]
+    labels = [label(paper, name) for name in (first, second)]
     parts = []
-    for metric, label in METRICS.items():
+    for metric, metric_label in METRICS.items():
         differences = paired(results.get(first, []), results.get(second, []), metric)
         if not differences:
             return f"Paired by seed, {labels[0]} - {labels[1]}: no seed has both runs."
         each = ", ".join(f"seed {seed}: {100 * value:+.1f}" for seed, value in differences.items())
         above = sum(value > 0 for value in differences.values())
         summary = format_mean_sd(list(differences.values()), signed=True)
-        parts.append(f"{label} {summary} ({each}; higher on {above} of {len(differences)})")
+        parts.append(f"{metric_label} {summary} ({each}; higher on {above} of {len(differences)})")
     return f"Paired by seed, {labels[0]} - {labels[1]}, in points: " + "; ".join(parts) + "."
 
 
@@ -332,6 +383,22 @@ def render_table(number: int, paper: Mapping[str, Any], results: Mapping[str, Se
     elif number == 2:
         lines.append(_method_row(paper, BASELINE, results.get(BASELINE, []), " (not in the paper's Table 2)"))
         lines += ["", paired_line(paper, NOCONSTRAINT, CCSC, results), "", ordering_line(paper, results)]
+    else:
+        for first, second in ((CCSC, TRIPLET), (CCSC, CENTER), (CCSC_TRIPLET, TRIPLET), (TRIPLET, BASELINE)):
+            lines += ["", paired_line(paper, first, second, results)]
+    return "\n".join(lines)
+
+
+def beyond_paper_table(paper: Mapping[str, Any], results: Mapping[str, Sequence]) -> str:
+    """BoT's strong baseline without and with CCSC, beside the paper's baseline and CCSC rows."""
+    lines = [
+        "### Beyond the paper: CCSC on BoT's strong baseline (BNNeck, label smoothing, hard triplet)",
+        "",
+        "| " + " | ".join(TABLE_HEADER) + " |",
+        "|" + "---|" * len(TABLE_HEADER),
+    ]
+    lines += [_method_row(paper, name, results.get(name, [])) for name in (BOT, BOT_CCSC, BASELINE, CCSC)]
+    lines += ["", paired_line(paper, BOT_CCSC, BOT, results), "", paired_line(paper, BOT, BASELINE, results)]
     return "\n".join(lines)
 
 
@@ -342,15 +409,13 @@ def ordering_line(paper: Mapping[str, Any], results: Mapping[str, Sequence]) -> 
     if not all(found):
         return "The paper's ordering (with > without constraint > baseline, on the mean mAP): not all three were run."
     means = [100 * mean_sd(values)[0] for values in found]
-    listed = " > ".join(
-        f"{paper['methods'][METHODS[name]]} {mean:.1f}" for name, mean in zip(names, means, strict=True)
-    )
+    listed = " > ".join(f"{label(paper, name)} {mean:.1f}" for name, mean in zip(names, means, strict=True))
     verdict = "holds" if means[0] > means[1] > means[2] else "does not hold"
     return f"The paper's ordering on the mean mAP, {listed}: {verdict}."
 
 
 def _camera_gap_row(paper: Mapping[str, Any], name: str, gaps: Sequence[Mapping[str, Any]]) -> str:
-    cells = [paper["methods"][METHODS[name]]]
+    cells = [label(paper, name)]
     cells += [format_mean_sd([gap[key] for gap in gaps], scale=1.0, digits=3) for key in CAMERA_GAP_KEYS]
     per_pair: dict[str, list[float]] = {}
     for gap in gaps:
@@ -363,7 +428,7 @@ def _camera_gap_row(paper: Mapping[str, Any], name: str, gaps: Sequence[Mapping[
 def camera_gap_table(paper: Mapping[str, Any], results: Mapping[str, Sequence]) -> str:
     """Each method's camera gap on the test people, mean over the seeds whose result.json has one."""
     rows = []
-    for name in METHODS:
+    for name in ALL_METHODS:
         gaps = [run["camera_gap"] for run in results.get(name, []) if run.get("camera_gap")]
         if gaps:
             rows.append(_camera_gap_row(paper, name, gaps))
@@ -413,6 +478,7 @@ def render_report(results: Mapping[str, Sequence], settings: Sequence[str], vali
         "767 training and 700 test people): the paper's setting, beside for scale, not a reproduction. "
         "Increment / reduction: difference of the means. Min/run: wall-clock minutes per run.",
         *(render_table(number, paper, results) for number in (1, 2, 3)),
+        beyond_paper_table(paper, results),
         camera_gap_table(paper, results),
         f"Machine: {machine()}. Command: `{command()}`.",
     ]
@@ -426,7 +492,10 @@ def write_figure(results: Mapping[str, Sequence], seed: int, figure: Path) -> st
         return f"Camera-gap figure: skipped (it needs the {BASELINE} and {CCSC} runs of seed {seed})."
     if not FIGURE_SCRIPT.is_file():
         return f"Camera-gap figure: skipped ({FIGURE_SCRIPT.relative_to(REPO_ROOT)} is not in this checkout)."
-    labels = [load_paper_results()["methods"][METHODS[name]] for name in runs]
+    missing = [run["save_dir"] for run in runs.values() if not ckpt.epoch_checkpoints(run["save_dir"])]
+    if missing:
+        return f"Camera-gap figure: skipped (no checkpoints in {', '.join(missing)} on this machine; the figure stays)."
+    labels = [label(load_paper_results(), name) for name in runs]
     call = [sys.executable, str(FIGURE_SCRIPT), *(run["save_dir"] for run in runs.values())]
     call += ["--labels", *labels, "--output", str(figure)]
     returncode = subprocess.run(call, check=False).returncode
@@ -438,13 +507,13 @@ def write_figure(results: Mapping[str, Sequence], seed: int, figure: Path) -> st
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of softmax and softmax+CCSC")
-    parser.add_argument("--other-seeds", type=int, nargs="+", default=[1], help="seeds of the four other methods")
+    parser.add_argument("--other-seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of the other methods")
     parser.add_argument(
         "--only",
         action="append",
-        choices=list(METHODS),
+        choices=ALL_METHODS,
         metavar="METHOD",
-        help=f"train and tabulate only this recipe (repeatable): {', '.join(METHODS)}",
+        help=f"train and tabulate only this recipe (repeatable): {', '.join(ALL_METHODS)}",
     )
     parser.add_argument(
         "--set",
@@ -464,6 +533,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help=f"where the runs live (default: {RUNS_DIR}, with --validation {VAL_RUNS_DIR})",
+    )
+    parser.add_argument(
+        "--records-dir",
+        type=Path,
+        default=None,
+        help=f"where each finished run's result.json is kept for git (default: {RECORDS_DIR}, with --validation "
+        f"{VAL_RECORDS_DIR}; with --runs-dir: RUNS_DIR-results beside it)",
     )
     parser.add_argument(
         "--report-only", action="store_true", help="tabulate the finished runs, train nothing (the rest: not run)"
@@ -495,17 +571,31 @@ def default_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     return runs_dir, output, figure
 
 
+def records_dir(args: argparse.Namespace, runs_dir: Path) -> Path:
+    """Where the finished runs' result.json files are kept: the given folder, the repository's, or beside --runs-dir."""
+    if args.records_dir is not None:
+        return args.records_dir
+    if args.runs_dir is not None:  # runs elsewhere (a test, a trial): never into the repository's records
+        return runs_dir.with_name(f"{runs_dir.name}-results")
+    return REPO_ROOT / (VAL_RECORDS_DIR if args.validation else RECORDS_DIR)
+
+
 def benchmark(args: argparse.Namespace) -> None:
     """Plan and check every run, train what is missing, print and write the tables and the figure."""
     runs_dir, output, figure = default_paths(args)
     if args.validation and args.output is None:
         runs_dir.mkdir(parents=True, exist_ok=True)  # the default --output lives there
     output = check_output(output)
-    methods = [name for name in METHODS if not args.only or name in args.only]
-    runs = plan(methods, args.seeds, args.other_seeds, runs_dir, args.overrides, args.validation, args.recipes)
+    methods = [name for name in ALL_METHODS if not args.only or name in args.only]
+    records = records_dir(args, runs_dir)
+    runs = plan(methods, args.seeds, args.other_seeds, runs_dir, args.overrides, args.validation, args.recipes, records)
     states = prepare(runs)
     counts = {state: sum(found == state for _, found in states) for state in (DONE, RESUME, START)}
-    log(f"{len(runs)} runs in {runs_dir}: {counts[DONE]} done, {counts[RESUME]} to resume, {counts[START]} to train")
+    done = counts[DONE] + sum(found == RECORDED for _, found in states)
+    log(
+        f"{len(runs)} runs in {runs_dir} (results kept in {records}): {done} done, {counts[RESUME]} to resume, "
+        f"{counts[START]} to train"
+    )
     results = run_all(states, args.report_only)
     report = render_report(results, [describe_setting(run.config()) for run in runs], args.validation)
     print(report)

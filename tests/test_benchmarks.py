@@ -330,7 +330,8 @@ def quick_recipes(tmp_path) -> Path:
     folder = tmp_path / "recipes"
     folder.mkdir()
     quickstart = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
-    for name, method in real_tables.METHODS.items():
+    for name in real_tables.ALL_METHODS:
+        method = real_tables.METHODS.get(name, name)
         (folder / f"{name}.yaml").write_text(f"_base_: {quickstart}\nexperiment:\n  method: {method}\n")
     return folder
 
@@ -448,11 +449,21 @@ def test_benchmark_trains_the_missing_resumes_the_interrupted_and_reads_back_the
     monkeypatch.setattr(real_tables.pipeline, "train", fake)
     runs_dir, output = tmp_path / "runs", tmp_path / "tables.md"
     argv = ["--recipes", str(quick_recipes), "--runs-dir", str(runs_dir), "--output", str(output)]
-    argv += ["--figure", str(tmp_path / "gap.png"), "--seeds", "1", "2", "--set", "train.max_epoch=2"]
+    argv += [
+        "--figure",
+        str(tmp_path / "gap.png"),
+        "--seeds",
+        "1",
+        "2",
+        "--other-seeds",
+        "1",
+        "--set",
+        "train.max_epoch=2",
+    ]
     runs = {
         (run.name, run.seed): run
         for run in real_tables.plan(
-            list(real_tables.METHODS), [1, 2], [1], runs_dir, ["train.max_epoch=2"], recipes_dir=quick_recipes
+            real_tables.ALL_METHODS, [1, 2], [1], runs_dir, ["train.max_epoch=2"], recipes_dir=quick_recipes
         )
     }
     finished(runs["softmax", 1], "train.max_epoch=2")
@@ -461,8 +472,8 @@ def test_benchmark_trains_the_missing_resumes_the_interrupted_and_reads_back_the
     resumed = str(runs["softmax_ccsc", 2].folder)
     assert sorted(fake.calls) == sorted(
         [("softmax", 2, ""), ("softmax+ccsc", 1, ""), ("softmax+ccsc", 2, resumed)]
-        + [(method, 1, "") for method in list(real_tables.METHODS.values())[2:]]
-    )  # 8 runs: one read back, one resumed, six started
+        + [(method, 1, "") for method in [*list(real_tables.METHODS.values())[2:], "bot", "bot_ccsc"]]
+    )  # 10 runs: one read back, one resumed, eight started
     report = output.read_text()
     assert table_rows(report, "Table 1")["Softmax (baseline)"][:4] == ["11.5 ± 0.7", "21.5 ± 0.7", "2", "1, 2"]
     assert "64x32, 2 epochs, batch 32 (P=8 x K=4), adam lr 0.00035; trained and tested on synthcam." in report
@@ -490,6 +501,29 @@ def test_report_only_tabulates_the_finished_runs_and_trains_nothing(quick_recipe
     assert rows["Softmax (baseline)"][:3] == ["11.0", "21.0", "1"] and "not run" in rows["Softmax + CCSC"]
 
 
+def test_finished_runs_are_kept_for_git_and_read_back_on_a_new_machine(quick_recipes, tmp_path, monkeypatch):
+    fake = FakeTrain()
+    monkeypatch.setattr(real_tables.pipeline, "train", fake)
+    runs_dir, output = tmp_path / "runs", tmp_path / "tables.md"
+    argv = ["--recipes", str(quick_recipes), "--runs-dir", str(runs_dir), "--output", str(output)]
+    argv += ["--figure", str(tmp_path / "gap.png"), "--seeds", "1", "--set", "train.max_epoch=2"]
+    argv += ["--only", "softmax", "--only", "softmax_ccsc"]
+    assert real_tables.main(argv) == 0 and len(fake.calls) == 2
+    records = tmp_path / "runs-results"  # beside --runs-dir (the repository's benchmarks/results/ by default)
+    kept = sorted(path.relative_to(records).as_posix() for path in records.rglob("result.json"))
+    assert kept == ["softmax/seed-1/result.json", "softmax_ccsc/seed-1/result.json"]
+    report = output.read_text()
+
+    shutil.rmtree(runs_dir)  # a fresh clone on a new machine: no runs folder, checkpoints gone
+    fake.calls.clear()
+    assert real_tables.main([*argv, "--report-only"]) == 0 and fake.calls == []
+    assert table_rows(output.read_text(), "Table 1") == table_rows(report, "Table 1")
+    assert real_tables.main(argv) == 0 and fake.calls == []  # nothing retrained either
+
+    changed = [*argv[:-4], "--set", "train.max_epoch=3", *argv[-4:]]  # other settings than the kept results
+    assert real_tables.main(changed) == 2 and fake.calls == []
+
+
 def test_benchmark_stops_before_training_when_a_folder_holds_another_run(quick_recipes, tmp_path, monkeypatch, capsys):
     fake = FakeTrain()
     monkeypatch.setattr(real_tables.pipeline, "train", fake)
@@ -509,7 +543,7 @@ def test_benchmark_stops_before_training_when_a_csv_is_missing(tmp_path, monkeyp
     recipes = tmp_path / "recipes"
     recipes.mkdir()
     base = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
-    for name in real_tables.METHODS:
+    for name in real_tables.ALL_METHODS:
         (recipes / f"{name}.yaml").write_text(
             f"_base_: {base}\ndata:\n  sources: [csv]\n  csv: {{path: no/such.csv}}\n"
         )

@@ -22,7 +22,7 @@ from ccsc_plugin.config import RecipeError, get_default_config, load_config
 from ccsc_plugin.config.defaults import RETIRED_KEYS, flat_keys, without_retired
 from ccsc_plugin.config.validation import CHOICES
 from ccsc_plugin.data import integrity, samplers
-from ccsc_plugin.engine import ccsc_engine, distributed, schedule
+from ccsc_plugin.engine import distributed, precision, schedule
 from ccsc_plugin.evaluation import metrics
 from ccsc_plugin.models import ccsc_resnet
 from ccsc_plugin.pipeline.trained import config_from_checkpoint
@@ -35,10 +35,12 @@ WHOLE_SECTION = {"items", "keys", "values"}  # node.items(), as well as dict(nod
 
 OWNERS = {  # recipe key -> the constant of the module that uses the key
     "model.backbone": ccsc_resnet.BACKBONES,
+    "model.neck": ccsc_resnet.NECKS,
+    "test.neck_feat": ccsc_resnet.NECK_FEATS,
     "data.on_bad_image": integrity.ON_BAD_IMAGE,
     "sampler.train_sampler": samplers.SAMPLERS,
     "train.lr_scheduler": schedule.LR_SCHEDULERS,
-    "train.amp": ccsc_engine.AMP_MODES,
+    "train.amp": precision.AMP_MODES,
     "train.dist_backend": distributed.DIST_BACKENDS,
     "test.dist_metric": metrics.DIST_METRICS,
 }

@@ -155,4 +155,4 @@ def test_center_loss_centres_are_not_parameters():
 
 def test_torchreid_losses_are_reused_not_rewritten():
     assert CrossEntropyLoss is torchreid.losses.CrossEntropyLoss
-    assert TripletLoss is torchreid.losses.TripletLoss
+    assert TripletLoss is torchreid.losses.TripletLoss  # the reference of BatchHardTripletLoss (test_triplet.py)

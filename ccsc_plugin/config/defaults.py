@@ -11,7 +11,7 @@ from typing import Any
 
 from yacs.config import CfgNode as CN
 
-from ccsc_plugin.models.ccsc_resnet import DEFAULT_BACKBONE, MODEL_NAME
+from ccsc_plugin.models.ccsc_resnet import DEFAULT_BACKBONE, DEFAULT_NECK, DEFAULT_NECK_FEAT, MODEL_NAME
 
 # Keys removed because nothing read them -> what to do instead. A recipe that sets one is an error saying so;
 # the config stored in an older checkpoint still loads (they are dropped from it, see without_retired).
@@ -43,6 +43,7 @@ def get_default_config() -> CN:
     cfg.test.batch_size = 128
     cfg.test.dist_metric = "euclidean"
     cfg.test.normalize_feature = False
+    cfg.test.neck_feat = DEFAULT_NECK_FEAT  # model.neck=bnneck's test feature: after (BN, BoT's) | before; else unused
     cfg.test.ranks = [1, 5, 10, 20]
     cfg.test.eval_freq = -1
     cfg.test.start_eval = 0
@@ -54,6 +55,7 @@ def _model() -> CN:
     model = CN()
     model.name = MODEL_NAME  # the paper's model, or any of torchreid's (osnet_x0_25, resnet50_fc512, ...)
     model.backbone = DEFAULT_BACKBONE  # resnet50_ccsc's timm ResNet (models.ccsc_resnet.BACKBONES)
+    model.neck = DEFAULT_NECK  # resnet50_ccsc's head: none (the paper's) | bnneck (BoT: f -> BN -> classifier)
     model.pretrained = True  # ImageNet init (paper)
     model.pretrained_path = ""  # local ImageNet weights; empty = timm hub
     model.allow_random_init = False  # fall back to random init when no weights can be had
@@ -70,6 +72,10 @@ def _data() -> CN:
     data.workers = 4  # DataLoader worker processes (0 = load in the training process)
     data.pin_memory = True  # pinned host memory for faster copies; used only when training on a GPU
     data.persistent_workers = True  # keep workers alive between epochs; used only when data.workers > 0
+    # Keep every image decoded and resized to height x width in memory (data/image_cache.py): epochs decode no
+    # JPEG; identical items and weights. Filled by the up-front image check; forked workers share it.
+    data.cache_images = False
+    data.cache_max_mb = 4096  # the cache's limit (MB = 2**20 bytes); a split that does not fit is read from disk
     data.split_id = 0
     data.height = 384
     data.width = 128
@@ -114,7 +120,7 @@ def _train() -> CN:
     train.warmup_start_lr = 3.5e-5
     train.print_freq = 20
     train.seed = 1
-    train.amp = "off"  # off | bf16 | fp16
+    train.amp = "off"  # off | bf16 | fp16 | auto (bf16 where the CPU or GPU has it natively, else float32)
     train.channels_last = True  # faster on the CPU for ResNet-50 and ResNet-18 (benchmarks/bench_training.py)
     train.compile = False  # torch.compile the model (first steps compile: pays off on long runs)
     train.dist_backend = "auto"  # under torchrun: auto (nccl on GPUs, gloo on CPU) | gloo | nccl

@@ -19,12 +19,12 @@ from ccsc_plugin._torchreid import model_factory, submodule
 from ccsc_plugin.config.defaults import flat_keys
 from ccsc_plugin.data.integrity import ON_BAD_IMAGE
 from ccsc_plugin.data.samplers import IDENTITY_SAMPLERS, SAMPLERS
-from ccsc_plugin.engine.ccsc_engine import AMP_MODES
 from ccsc_plugin.engine.distributed import DIST_BACKENDS
+from ccsc_plugin.engine.precision import AMP_MODES
 from ccsc_plugin.engine.schedule import LR_SCHEDULERS
 from ccsc_plugin.errors import RecipeError
 from ccsc_plugin.evaluation.metrics import DIST_METRICS
-from ccsc_plugin.models.ccsc_resnet import BACKBONES, DEFAULT_BACKBONE, MODEL_NAME
+from ccsc_plugin.models.ccsc_resnet import BACKBONES, DEFAULT_BACKBONE, DEFAULT_NECK, MODEL_NAME, NECK_FEATS, NECKS
 
 OPTIMIZERS = tuple(submodule("optim.optimizer").AVAI_OPTIMS)  # what torchreid.optim.build_optimizer builds
 
@@ -58,6 +58,7 @@ SEEDS = Range(0, 2**32 - 1)  # numpy's seed range (torchreid's set_random_seed s
 # Every numeric key with the values that can train; a list key's items must all be in its range.
 RANGES: dict[str, Range] = {
     "data.workers": Range(0, note="0 = load in the training process"),
+    "data.cache_max_mb": Range(0, low_open=True, note="MB of decoded crops to keep, 1 MB = 2**20 bytes"),
     "data.split_id": AT_LEAST_0,
     "data.csv.val_ids": Range(0, note="0 = no validation split"),
     "data.height": AT_LEAST_1,
@@ -91,6 +92,7 @@ RANGES: dict[str, Range] = {
 # Each key's values, as the module that uses the key defines them.
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.backbone": BACKBONES,
+    "model.neck": NECKS,
     "data.on_bad_image": ON_BAD_IMAGE,
     "sampler.train_sampler": SAMPLERS,
     "train.optim": OPTIMIZERS,
@@ -98,6 +100,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.amp": AMP_MODES,
     "train.dist_backend": DIST_BACKENDS,
     "test.dist_metric": DIST_METRICS,
+    "test.neck_feat": NECK_FEATS,
 }
 RGB_KEYS = ("data.norm_mean", "data.norm_std")
 
@@ -171,7 +174,7 @@ def _csv_test_set_problems(cfg: CN) -> list[str]:
 
 
 def _model_problems(model: CN) -> list[str]:
-    """model.name must be in torchreid's factory; backbone and pretrained_path are resnet50_ccsc's keys."""
+    """model.name must be in torchreid's factory; backbone, neck and pretrained_path are resnet50_ccsc's keys."""
     names = sorted(model_factory())
     if model.name not in names:
         nearest = difflib.get_close_matches(model.name, names, n=3, cutoff=0.0)
@@ -187,6 +190,11 @@ def _model_problems(model: CN) -> list[str]:
         problems.append(
             f"model.backbone applies to model.name={MODEL_NAME} only; {own}: drop model.backbone={model.backbone} "
             f"or set model.name={MODEL_NAME}."
+        )
+    if model.neck != DEFAULT_NECK:
+        problems.append(
+            f"model.neck applies to model.name={MODEL_NAME} only; torchreid's {model.name} has its own head: drop "
+            f"model.neck={model.neck} or set model.name={MODEL_NAME}."
         )
     if model.pretrained_path:
         problems.append(

@@ -10,7 +10,9 @@ hook in between, so :meth:`DataChecks.hooked` wraps its two factories (``init_im
   pair; both are reported. A K no identity can fill, or more identities per batch than the train set
   has, is a :class:`~ccsc_plugin.errors.RecipeError` naming the key;
 - the train sampler is wrapped in a :class:`~ccsc_plugin.data.resumable_sampler.ResumableSampler`, so an
-  interrupted epoch can be resumed at the batch where it stopped.
+  interrupted epoch can be resumed at the batch where it stopped;
+- with an :class:`~ccsc_plugin.data.image_cache.ImageCache` (``data.cache_images``), the screen's decoded images
+  are kept, resized, split by split while they fit (see :mod:`.image_cache`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ccsc_plugin._torchreid import submodule
+from ccsc_plugin.data.image_cache import ImageCache
 from ccsc_plugin.data.integrity import ImageScreen
 from ccsc_plugin.data.resumable_sampler import ResumableSampler
 from ccsc_plugin.data.samplers import IDENTITY_SAMPLERS
@@ -89,8 +92,16 @@ def ccsc_inactive_warning(counts: IdentityCounts | None, ccsc_weight: float, cro
 class DataChecks:
     """Screens images and checks identities while torchreid loads the data; keeps what it found."""
 
-    def __init__(self, on_bad_image: str, train_sampler: str, batch_size: int, num_instances: int) -> None:
+    def __init__(
+        self,
+        on_bad_image: str,
+        train_sampler: str,
+        batch_size: int,
+        num_instances: int,
+        cache: ImageCache | None = None,
+    ) -> None:
         self.screen = ImageScreen(on_bad_image)
+        self.cache = cache  # filled by the screen while the data loads (None: no image cache)
         self.train_sampler = train_sampler
         self.batch_size = batch_size
         self.num_instances = num_instances
@@ -98,7 +109,9 @@ class DataChecks:
 
     def _screen_dataset(self, dataset: Any, name: str, mode: str) -> Any:
         # ``data`` is the list the loader reads (``train`` itself in train mode): filter it in place.
-        dataset.data[:] = self.screen.filter_items(dataset.data, f"Checking {name} {mode} images")
+        keep = self.cache.plan(dataset, f"{name} {mode}") if self.cache is not None else None
+        desc = f"Checking {'and caching ' if keep else ''}{name} {mode} images"
+        dataset.data[:] = self.screen.filter_items(dataset.data, desc, keep)
         return dataset
 
     def _check_train_set(self, train: list[tuple]) -> None:
@@ -134,6 +147,8 @@ class DataChecks:
             module.init_image_dataset, module.build_train_sampler = original_init, original_sampler
         if self.screen.skipped:
             print(f"=> Skipped {len(self.screen.skipped)} unreadable image(s); listed in result.json")
+        if self.cache is not None:
+            self.cache.finish()
 
     def summary(self) -> dict[str, Any]:
         """The ``result.json`` entries: ``skipped_images`` and ``data_checks``."""

@@ -6,13 +6,16 @@ reader training will use (:func:`ccsc_plugin.data.images.read_image`, bound into
 threads and with a progress bar. Bad images (missing, not an image, corrupt, or above
 :data:`~ccsc_plugin.data.images.MAX_IMAGE_PIXELS`, refused from the header before decoding) are then dropped
 with a warning naming each file and why (``data.on_bad_image: skip``) or stop the run with one error listing
-them (``data.on_bad_image: error``).
+them (``data.on_bad_image: error``). With ``data.cache_images`` the same pass hands each decoded image to the
+in-memory cache (:mod:`.image_cache`), so no image is decoded twice before training.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
@@ -31,14 +34,19 @@ class BadImageWarning(UserWarning):
     """An unreadable image was dropped from a split."""
 
 
-def unreadable_reason(path: str) -> str | None:
-    """Why ``path`` cannot be read as training reads it (:func:`~ccsc_plugin.data.images.read_image`), or None."""
+def unreadable_reason(path: str, keep: Callable[[str, Image.Image], None] | None = None) -> str | None:
+    """Why ``path`` cannot be read as training reads it (:func:`~ccsc_plugin.data.images.read_image`), or None.
+
+    A readable image is passed to ``keep`` (the image cache's, see :mod:`.image_cache`), if given.
+    """
     try:
-        read_image(path)
+        image = read_image(path)
     except ImageReadError as error:  # not an image, corrupt, or too large to decode
         return error.reason
     except FileNotFoundError:
         return "no such file"
+    if keep is not None:
+        keep(path, image)
     return None
 
 
@@ -53,7 +61,7 @@ class ImageScreen:
         self.reasons: dict[str, str | None] = {}  # every path checked so far -> None (fine) or the reason
         self.skipped: dict[str, str] = {}  # path -> reason, for the run's summary
 
-    def _check(self, paths: list[str], desc: str) -> None:
+    def _check(self, paths: list[str], desc: str, keep: Callable[[str, Image.Image], None] | None = None) -> None:
         todo = [path for path in dict.fromkeys(paths) if path not in self.reasons]
         if not todo:
             return
@@ -61,16 +69,21 @@ class ImageScreen:
         # those itself, naming the file. One filter here, in the calling thread, covers the pool's threads.
         with warnings.catch_warnings(), ThreadPoolExecutor(self.threads) as pool:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            results = pool.map(unreadable_reason, todo, chunksize=32)
+            results = pool.map(functools.partial(unreadable_reason, keep=keep), todo, chunksize=32)
             for path, reason in zip(
                 todo, tqdm(results, total=len(todo), desc=desc, unit="img", leave=False), strict=True
             ):
                 self.reasons[path] = reason
 
-    def filter_items(self, items: list[tuple], desc: str = "Checking images") -> list[tuple]:
-        """``items`` (torchreid's ``(img_path, pid, camid, ...)``) without the unreadable images."""
+    def filter_items(
+        self, items: list[tuple], desc: str = "Checking images", keep: Callable[[str, Image.Image], None] | None = None
+    ) -> list[tuple]:
+        """``items`` (torchreid's ``(img_path, pid, camid, ...)``) without the unreadable images.
+
+        ``keep`` receives each image decoded by this check (not those checked before), path and RGB image.
+        """
         paths = [item[0] for item in items if isinstance(item[0], str)]
-        self._check(paths, desc)
+        self._check(paths, desc, keep)
         bad = {path: self.reasons[path] for path in paths if self.reasons[path]}
         if not bad:
             return items

@@ -1,9 +1,10 @@
 """``ImageCCSCEngine``: torchreid's ``Engine`` with L = w_id L_id + lambda L_ccsc (+ w_t L_tri) (+ w_c L_center).
 
 Every row of the paper's tables runs through this one engine: the softmax baseline is lambda = 0,
-"+ triplet" sets the triplet weight, and so on. Each configured term is logged by name. This file holds the
-losses and the training step; the run loop (checkpoints, resume, stop on a signal) is :mod:`.training_loop`
-and the evaluation is :mod:`.evaluation_hooks`.
+"+ triplet" sets the triplet weight (batch-hard, mined without a loop: ``losses.triplet``), and so on. Each
+configured term is logged by name. This file holds the losses and the training step; the run loop (checkpoints,
+resume, stop on a signal) is :mod:`.training_loop`, the evaluation :mod:`.evaluation_hooks`, the autocast
+precision :mod:`.precision`.
 """
 
 from __future__ import annotations
@@ -16,15 +17,12 @@ import torch
 from yacs.config import CfgNode as CN
 
 from ccsc_plugin._torchreid import torchreid
-from ccsc_plugin.engine import distributed
+from ccsc_plugin.engine import distributed, precision
 from ccsc_plugin.engine.evaluation_hooks import EvaluationHooks
 from ccsc_plugin.engine.nonfinite import all_finite, non_finite_loss
 from ccsc_plugin.engine.training_loop import TrainingLoop
-from ccsc_plugin.losses import CCSCLoss, CenterLoss, CrossEntropyLoss, TripletLoss
+from ccsc_plugin.losses import BatchHardTripletLoss, CCSCLoss, CenterLoss, CrossEntropyLoss
 from ccsc_plugin.models.ccsc_resnet import feature_dim
-
-AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-AMP_MODES = tuple(AMP_DTYPES)  # every valid train.amp
 
 
 def default_loss_section() -> CN:
@@ -77,7 +75,8 @@ class ImageCCSCEngine(TrainingLoop, EvaluationHooks, torchreid.engine.Engine):
             centre loss and its centre update rate), ``gather_features`` (under DDP, the CCSC and triplet terms
             over the features of all ranks, all-gathered with gradient, instead of this rank's batch).
         train: the recipe's ``train`` section (or part of it); the engine reads ``amp`` (``"off"``, ``"bf16"``
-            or ``"fp16"`` autocast; fp16 uses a grad scaler), ``channels_last`` (the model's memory format)
+            or ``"fp16"`` autocast, fp16 with a grad scaler; ``"auto"``: bf16 where the hardware has it natively,
+            see :mod:`.precision`), ``channels_last`` (the model's memory format)
             and ``compile`` (``torch.compile``: ``self.model`` stays the plain module, so checkpoints keep
             their keys; the compiled one is ``self.forward_model``).
         checkpoint_extras: plain values stored in every checkpoint (config text, num_classes...).
@@ -114,10 +113,11 @@ class ImageCCSCEngine(TrainingLoop, EvaluationHooks, torchreid.engine.Engine):
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.register_model("model", self.model, optimizer, scheduler)
-        if train.amp not in AMP_MODES:
-            raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}; got {train.amp!r}.")
-        self.amp_dtype = AMP_DTYPES[train.amp]
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.amp == "fp16")
+        self.precision = precision.resolve(train.amp, self.device)
+        self.amp_dtype = self.precision.dtype
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.used == "fp16")
+        if train.amp == "auto":
+            print(f"=> train.amp=auto: {self.precision.used} ({self.precision.reason})")
         self.checkpoint_extras = dict(checkpoint_extras or {})
         self.test_results: dict[str, dict[str, Any]] = {}  # filled by each evaluation (``EvaluationHooks``)
         self._build_criteria(loss)
@@ -135,7 +135,7 @@ class ImageCCSCEngine(TrainingLoop, EvaluationHooks, torchreid.engine.Engine):
             num_classes=num_classes, use_gpu=self.use_gpu, label_smooth=loss.softmax.label_smooth
         )
         self.criterion_ccsc = CCSCLoss(cross_camera=loss.ccsc.cross_camera, include_self=loss.ccsc.include_self)
-        self.criterion_triplet = TripletLoss(margin=loss.triplet.margin)
+        self.criterion_triplet = BatchHardTripletLoss(margin=loss.triplet.margin)
         self.criterion_center = None
         if loss.center.weight > 0:  # the centres have the size of the features they pull
             dim = feature_dim(self.bare_model, self.datamanager.height, self.datamanager.width)

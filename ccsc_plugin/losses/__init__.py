@@ -1,14 +1,16 @@
-"""Losses: CCSC (the paper's Eq. 2), Wen et al.'s centre loss, and torchreid's own ID / triplet losses.
+"""Losses: CCSC (the paper's Eq. 2), Wen et al.'s centre loss, batch-hard triplet, torchreid's ID loss.
 
-torchreid's ``CrossEntropyLoss`` and hard-mining ``TripletLoss`` (Hermans et al.) are re-exported
-unchanged, the way torchreid's own ``losses`` package exports its losses.
+torchreid's ``CrossEntropyLoss`` is re-exported unchanged, the way torchreid's own ``losses`` package exports its
+losses; so is its hard-mining ``TripletLoss`` (Hermans et al.), the reference that :class:`BatchHardTripletLoss`
+(what the engine trains with: the same loss without a per-anchor Python loop) is tested against.
 """
 
 from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.losses.ccsc import CCSCLoss, ccsc_pair_mask
 from ccsc_plugin.losses.center import CenterLoss
+from ccsc_plugin.losses.triplet import BatchHardTripletLoss
 
 CrossEntropyLoss = torchreid.losses.CrossEntropyLoss
 TripletLoss = torchreid.losses.TripletLoss
 
-__all__ = ["CCSCLoss", "CenterLoss", "CrossEntropyLoss", "TripletLoss", "ccsc_pair_mask"]
+__all__ = ["BatchHardTripletLoss", "CCSCLoss", "CenterLoss", "CrossEntropyLoss", "TripletLoss", "ccsc_pair_mask"]

@@ -2,7 +2,9 @@
 
 Registered in torchreid's model factory as ``resnet50_ccsc``, so
 ``torchreid.models.build_model('resnet50_ccsc', num_classes=N, loss='ccsc', pretrained=False)`` works; its
-``backbone`` argument (the recipe key ``model.backbone``) puts the same head on another ResNet of ``BACKBONES``.
+``backbone`` argument (the recipe key ``model.backbone``) puts the same head on another ResNet of ``BACKBONES``,
+and its ``neck`` argument (``model.neck``) adds BoT's BNNeck (Luo et al., "Bag of Tricks and a Strong Baseline
+for Deep Person Re-identification") between the 512-d feature and the classifier.
 :func:`create_model` builds what a recipe names: ``resnet50_ccsc`` on its backbone, or any model of torchreid's
 zoo (``osnet_x0_25``, ``resnet50_fc512``, ...) in its ``(logits, features)`` training mode.
 """
@@ -27,6 +29,9 @@ MODEL_NAME = "resnet50_ccsc"
 FEATURE_DIM = 512
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")  # timm ResNets for resnet50_ccsc
 DEFAULT_BACKBONE = "resnet50"  # the paper's
+NECKS = ("none", "bnneck")  # model.neck: the paper's head (f -> classifier) | BoT's f -> BatchNorm1d -> classifier
+NECK_FEATS = ("after", "before")  # test.neck_feat: with a BNNeck, eval returns the BN feature (BoT's) | f
+DEFAULT_NECK, DEFAULT_NECK_FEAT = "none", "after"
 ZOO_TRAIN_LOSS = "triplet"  # torchreid's models return (logits, features) in training with this loss
 DOWNLOAD_TIMEOUT_S = 60  # a download that stalls this long fails instead of hanging the run
 # What torchreid's weight download raises when the weights cannot be had: no network, an unreadable cached file.
@@ -98,13 +103,30 @@ def set_last_stride_one(backbone: nn.Module) -> None:
         block.downsample[0].stride = (1, 1)
 
 
+class BNNeck(nn.BatchNorm1d):
+    """BoT's BNNeck: a BatchNorm1d whose shift is fixed at 0, so the classifier sees a zero-centred feature.
+
+    BoT freezes the BN bias with ``requires_grad_(False)``; torchreid's training loop re-enables the gradient
+    of every parameter each epoch (``open_all_layers``), so here the bias is a buffer of zeros instead: the
+    same ``bias`` key in the state dict, and nothing (optimiser, weight decay, layer opening) can move it.
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__(num_features)
+        del self.bias
+        self.register_buffer("bias", torch.zeros(num_features))
+
+
 class ResNet50CCSC(nn.Module):
     """Re-ID model of the CCSC paper on a timm ResNet (``backbone``: ResNet-50 in the paper).
 
     Eval mode returns the 512-d feature ``f`` (the test feature). Train mode returns logits for
     ``loss='softmax'`` and ``(logits, f)`` for any other loss (``'ccsc'``, ``'triplet'``...), as
-    torchreid's engines expect. ``return_featuremaps=True`` returns the last stage's feature map
-    (B x C x H/16 x W/16; C = 2048 for ResNet-50) for torchreid's activation-map tools.
+    torchreid's engines expect. With ``neck='bnneck'`` the logits come from ``bnneck(f)`` through a
+    classifier without bias (BoT's head), the metric losses still get ``f``, and eval mode returns
+    ``bnneck(f)`` (``neck_feat='after'``) or ``f`` (``'before'``); ``neck='none'`` ignores ``neck_feat``.
+    ``return_featuremaps=True`` returns the last stage's feature map (B x C x H/16 x W/16; C = 2048 for
+    ResNet-50) for torchreid's activation-map tools.
     """
 
     def __init__(
@@ -114,10 +136,16 @@ class ResNet50CCSC(nn.Module):
         pretrained: bool | str = False,
         feature_dim: int = FEATURE_DIM,
         backbone: str = DEFAULT_BACKBONE,
+        neck: str = DEFAULT_NECK,
+        neck_feat: str = DEFAULT_NECK_FEAT,
     ) -> None:
         super().__init__()
+        for name, value, choices in (("neck", neck, NECKS), ("neck_feat", neck_feat, NECK_FEATS)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
         self.loss = loss
         self.feature_dim = feature_dim
+        self.neck, self.neck_feat = neck, neck_feat
         self.backbone = _create_backbone(pretrained, backbone)
         set_last_stride_one(self.backbone)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
@@ -126,7 +154,9 @@ class ResNet50CCSC(nn.Module):
             nn.BatchNorm2d(feature_dim),
             nn.ReLU(inplace=True),
         )
-        self.classifier = nn.Linear(feature_dim, num_classes)
+        # neck='none' has no bnneck attribute at all: the paper head's state-dict keys, as before the option.
+        self.bnneck = BNNeck(feature_dim) if neck == "bnneck" else None
+        self.classifier = nn.Linear(feature_dim, num_classes, bias=self.bnneck is None)
         self._init_new_layers()
 
     def _init_new_layers(self) -> None:
@@ -134,7 +164,8 @@ class ResNet50CCSC(nn.Module):
         nn.init.ones_(self.reduction[1].weight)
         nn.init.zeros_(self.reduction[1].bias)
         nn.init.normal_(self.classifier.weight, std=0.01)
-        nn.init.zeros_(self.classifier.bias)
+        if self.classifier.bias is not None:
+            nn.init.zeros_(self.classifier.bias)
 
     @property
     def last_stage(self) -> nn.Module:
@@ -147,8 +178,8 @@ class ResNet50CCSC(nn.Module):
             return featuremap
         f = self.reduction(self.global_pool(featuremap)).flatten(1)
         if not self.training:
-            return f
-        logits = self.classifier(f)
+            return f if self.bnneck is None or self.neck_feat == "before" else self.bnneck(f)
+        logits = self.classifier(f if self.bnneck is None else self.bnneck(f))
         if self.loss == "softmax":
             return logits
         return logits, f
@@ -160,11 +191,13 @@ def resnet50_ccsc(
     pretrained: bool | str = False,
     use_gpu: bool = True,
     backbone: str = DEFAULT_BACKBONE,
+    neck: str = DEFAULT_NECK,
+    neck_feat: str = DEFAULT_NECK_FEAT,
     **kwargs,
 ) -> ResNet50CCSC:
     """torchreid-style factory; ``pretrained`` may be a path to local ImageNet weights of ``backbone``."""
     del use_gpu  # torchreid's factory passes it; the model does not need it
-    return ResNet50CCSC(num_classes=num_classes, loss=loss, pretrained=pretrained, backbone=backbone, **kwargs)
+    return ResNet50CCSC(num_classes, loss, pretrained, backbone=backbone, neck=neck, neck_feat=neck_feat, **kwargs)
 
 
 def register_models() -> None:
@@ -173,16 +206,26 @@ def register_models() -> None:
 
 
 def create_model(
-    name: str, num_classes: int, pretrained: bool | str = False, backbone: str = DEFAULT_BACKBONE
+    name: str,
+    num_classes: int,
+    pretrained: bool | str = False,
+    backbone: str = DEFAULT_BACKBONE,
+    *,
+    neck: str = DEFAULT_NECK,
+    neck_feat: str = DEFAULT_NECK_FEAT,
 ) -> nn.Module:
     """The model ``name`` of torchreid's factory, returning ``(logits, features)`` in train mode, features in eval.
 
-    ``resnet50_ccsc`` is built on ``backbone`` (any of ``BACKBONES``); any other name is a torchreid zoo model,
-    built with loss='triplet' (its switch for returning features in training) and its own backbone. Weights
-    that cannot be had raise :class:`PretrainedWeightsUnavailable`.
+    ``resnet50_ccsc`` is built on ``backbone`` (any of ``BACKBONES``) with ``neck`` (``NECKS``; eval feature
+    ``neck_feat``); any other name is a torchreid zoo model, built with loss='triplet' (its switch for returning
+    features in training) and its own backbone and head (``neck`` must be 'none'; ``neck_feat`` is ignored).
+    Weights that cannot be had raise :class:`PretrainedWeightsUnavailable`.
     """
     if name == MODEL_NAME:
-        return model_factory()[name](num_classes=num_classes, loss="ccsc", pretrained=pretrained, backbone=backbone)
+        head = {"backbone": backbone, "neck": neck, "neck_feat": neck_feat}
+        return model_factory()[name](num_classes=num_classes, loss="ccsc", pretrained=pretrained, **head)
+    if neck != DEFAULT_NECK:
+        raise ValueError(f"neck={neck!r} applies to {MODEL_NAME} only; torchreid's {name} has its own head.")
     if not pretrained:
         return torchreid.models.build_model(name, num_classes, loss=ZOO_TRAIN_LOSS, pretrained=False)
     try:

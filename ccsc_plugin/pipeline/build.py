@@ -11,7 +11,7 @@ from yacs.config import CfgNode as CN
 
 from ccsc_plugin import checkpoint as ckpt
 from ccsc_plugin._torchreid import torchreid
-from ccsc_plugin.data import samplers
+from ccsc_plugin.data import image_cache, samplers
 from ccsc_plugin.data.checks import DataChecks
 from ccsc_plugin.data.csv_dataset import seen_identities_warning
 from ccsc_plugin.data.loaders import build_train_loader, protect_test_loaders
@@ -20,7 +20,7 @@ from ccsc_plugin.data.resumable_sampler import ResumableSampler
 from ccsc_plugin.engine import distributed
 from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
 from ccsc_plugin.engine.schedule import WARMUP_MULTISTEP, WarmupMultiStepLR
-from ccsc_plugin.models.ccsc_resnet import MODEL_NAME, PretrainedWeightsUnavailable, create_model
+from ccsc_plugin.models.ccsc_resnet import DEFAULT_NECK, MODEL_NAME, PretrainedWeightsUnavailable, create_model
 
 
 def use_gpu(cfg: CN) -> bool:
@@ -28,7 +28,10 @@ def use_gpu(cfg: CN) -> bool:
 
 
 def method_name(cfg: CN) -> str:
-    """The paper's name for the loss combination, e.g. ``softmax+ccsc+triplet``."""
+    """The paper's name for the loss combination, e.g. ``softmax+ccsc+triplet``; ``+bnneck`` ends a BNNeck run's.
+
+    The suffix keeps BoT-head runs out of the paper's table cells (its model has no BNNeck).
+    """
     if cfg.experiment.method:
         return cfg.experiment.method
     parts = ["softmax"]
@@ -38,6 +41,8 @@ def method_name(cfg: CN) -> str:
         parts.append("triplet")
     if cfg.loss.center.weight > 0:
         parts.append("center")
+    if cfg.model.name == MODEL_NAME and cfg.model.neck != DEFAULT_NECK:
+        parts.append(cfg.model.neck)
     return "+".join(parts)
 
 
@@ -68,20 +73,29 @@ def build_datamanager(cfg: CN):
     """torchreid's ``ImageDataManager`` for ``cfg``, checked while it loads (see ``data.checks``).
 
     Unreadable images are screened out and identities counted before the sampler is built; the
-    findings are kept as ``datamanager.data_checks`` for ``result.json``. The train loader is then rebuilt
+    findings are kept as ``datamanager.data_checks`` for ``result.json``. With ``data.cache_images`` the same
+    pass fills the in-memory image cache, installed before any loader iterates (``data.image_cache``); a
+    previous data manager's cache is dropped first. The train loader is then rebuilt
     with the recipe's loader switches (``loaders.build_train_loader``) and, with the plugin's sampler
     (camera-aware, or any identity sampler under DDP), around that sampler, made resumable mid-epoch.
     """
     prepare_datasets(cfg)
     rank, world_size = distributed.rank(), distributed.world_size()
     plugin_sampler = samplers.uses_plugin_sampler(cfg, world_size)
+    image_cache.install(None)  # one cache per process: the last one's memory goes before this one fills
+    cache = image_cache.ImageCache(cfg.data.height, cfg.data.width, cfg.data.cache_max_mb)  # empty until filled
     checks = DataChecks(
-        cfg.data.on_bad_image, cfg.sampler.train_sampler, cfg.train.batch_size, cfg.sampler.num_instances
+        cfg.data.on_bad_image,
+        cfg.sampler.train_sampler,
+        cfg.train.batch_size,
+        cfg.sampler.num_instances,
+        cache=cache if cfg.data.cache_images else None,  # None: every epoch reads the files
     )
     with checks.hooked():
         datamanager = _image_datamanager(
             cfg, samplers.TORCHREID_IDENTITY_SAMPLER if plugin_sampler else cfg.sampler.train_sampler
         )
+    image_cache.install(checks.cache)
     datamanager.data_checks = checks
     sampler = None
     if plugin_sampler:
@@ -118,19 +132,20 @@ def _image_datamanager(cfg: CN, train_sampler: str):
 
 
 def build_model(cfg: CN, num_classes: int) -> torch.nn.Module:
-    """The recipe's model (``model.name``, ``model.backbone``); falls back to random init only if the recipe allows.
+    """The recipe's model (``model.name``, ``.backbone``, ``.neck``, ``test.neck_feat``); random init only if allowed.
 
     The fallback covers hub weights that cannot be fetched; a ``model.pretrained_path`` that cannot be used is
     always an error (the recipe named that file).
     """
     pretrained: bool | str = cfg.model.pretrained_path or cfg.model.pretrained
+    head = {"neck": cfg.model.neck, "neck_feat": cfg.test.neck_feat}
     try:
-        model = create_model(cfg.model.name, num_classes, pretrained, cfg.model.backbone)
+        model = create_model(cfg.model.name, num_classes, pretrained, cfg.model.backbone, **head)
     except PretrainedWeightsUnavailable as error:
         if not cfg.model.allow_random_init or cfg.model.pretrained_path:
             raise
         warnings.warn(f"{error} Continuing with random init (model.allow_random_init=True).", stacklevel=2)
-        model = create_model(cfg.model.name, num_classes, False, cfg.model.backbone)
+        model = create_model(cfg.model.name, num_classes, False, cfg.model.backbone, **head)
     if cfg.model.load_weights:
         fix = (
             f"Set model.load_weights to a checkpoint of {model_keys(cfg)} written by `ccsc-reid train`, "
@@ -141,9 +156,12 @@ def build_model(cfg: CN, num_classes: int) -> torch.nn.Module:
 
 
 def model_keys(cfg: CN) -> str:
-    """The recipe keys that select ``cfg``'s model: ``model.name=X`` (and ``model.backbone=Y`` for resnet50_ccsc)."""
+    """The recipe keys that select ``cfg``'s weights: ``model.name=X`` (and ``model.backbone``, ``model.neck`` for
+    resnet50_ccsc). ``test.neck_feat`` is not one: it picks the test feature of the same weights."""
     keys = f"model.name={cfg.model.name}"
-    return f"{keys} model.backbone={cfg.model.backbone}" if cfg.model.name == MODEL_NAME else keys
+    if cfg.model.name != MODEL_NAME:
+        return keys
+    return f"{keys} model.backbone={cfg.model.backbone} model.neck={cfg.model.neck}"
 
 
 def load_weights(

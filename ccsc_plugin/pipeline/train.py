@@ -73,6 +73,7 @@ def summarise(
     if training:
         warning = ccsc_warning(cfg, engine.datamanager)
         result["ccsc_active"] = cfg.loss.ccsc.weight > 0 and warning is None
+        result["amp"] = engine.precision.record()  # train.amp, what ran, and why
         result["warnings"] = [text for text in (seen_identities(cfg), warning) if text]
     return result
 

@@ -55,8 +55,10 @@ def model_from_checkpoint(state: dict[str, Any], origin: str = "checkpoint") -> 
     Its weights must fit exactly (``checkpoint.load_model_state``): a file that does not is an error, never
     a model left partly at its random init.
     """
-    cfg = config_from_checkpoint(state, origin)  # an unknown model.name or model.backbone is a RecipeError here
-    model = create_model(cfg.model.name, _num_classes(state, origin), pretrained=False, backbone=cfg.model.backbone)
+    cfg = config_from_checkpoint(state, origin)  # an unknown model.name, .backbone or .neck is a RecipeError here
+    # A config stored before model.neck / test.neck_feat existed merges over the defaults: the paper's head.
+    head = {"backbone": cfg.model.backbone, "neck": cfg.model.neck, "neck_feat": cfg.test.neck_feat}
+    model = create_model(cfg.model.name, _num_classes(state, origin), pretrained=False, **head)
     ckpt.load_model_state(model, state, origin)
     return model.eval(), cfg
 
