@@ -51,10 +51,14 @@ def test_an_edited_checkout_is_marked_dirty(checkout, tmp_path, edit):
     assert recorded["git_commit"] == git(copy, "rev-parse", "HEAD") and recorded["git_dirty"] is True
 
 
-def test_untracked_run_outputs_do_not_mark_the_tree_dirty(checkout, tmp_path):
+@pytest.mark.parametrize(
+    "path", ["docs/notes-of-mine.md", "README.md", "benchmarks/README.md", "benchmarks/results/x/seed-1/result.json"]
+)
+def test_documentation_and_kept_results_do_not_mark_the_tree_dirty(checkout, tmp_path, path):
     copy = tmp_path / "ccsc-reid"
     git(checkout, "clone", "--quiet", str(checkout), str(copy))
-    (copy / "docs" / "notes-of-mine.md").write_text("a note\n", encoding="utf-8")
+    (copy / path).parent.mkdir(parents=True, exist_ok=True)
+    (copy / path).write_text("edited\n", encoding="utf-8")
     assert provenance(copy / "ccsc_plugin")["git_dirty"] is False
 
 

@@ -16,7 +16,16 @@ from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # ccsc_plugin/
 DISTRIBUTION = "ccsc-reid"
-CODE_FOLDERS = ("ccsc_plugin", "recipes", "demo", "benchmarks")  # an untracked file here changes what runs
+# What runs: an edited or new file here changes a result; documentation and kept results do not.
+CODE_PATHS = (
+    "ccsc_plugin",
+    "recipes",
+    "demo",
+    "benchmarks",
+    "pyproject.toml",
+    ":(exclude)benchmarks/results",
+    ":(exclude)*.md",
+)
 
 
 def _git(repo: Path, *args: str) -> str | None:
@@ -47,15 +56,16 @@ def project_checkout(package_dir: Path = PACKAGE_DIR) -> Path | None:
 def provenance(package_dir: Path = PACKAGE_DIR) -> dict[str, Any]:
     """``git_commit`` (None outside this project's checkout), ``git_dirty`` and ``package_version`` for a result.
 
-    ``git_dirty`` is true when a tracked file differs from the commit or a new file sits in a code folder
-    (``ccsc_plugin``, ``recipes``, ``demo``, ``benchmarks``), so that the commit alone does not name the code.
+    ``git_dirty`` is true when a file of the code (``ccsc_plugin``, ``recipes``, ``demo``, ``benchmarks``,
+    ``pyproject.toml``; Markdown and ``benchmarks/results`` left out) differs from the commit or is new, so that the
+    commit alone does not name the code that ran.
     """
     root = project_checkout(package_dir)
     commit = _git(root, "rev-parse", "HEAD") if root is not None else None
     dirty = None
     if root is not None and commit is not None:
-        edited = _git(root, "status", "--porcelain", "--untracked-files=no")
-        added = _git(root, "ls-files", "--others", "--exclude-standard", "--", *CODE_FOLDERS)
+        edited = _git(root, "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+        added = _git(root, "ls-files", "--others", "--exclude-standard", "--", *CODE_PATHS)
         dirty = edited is None or added is None or bool(edited.strip() or added.strip())
     return {"git_commit": commit.strip() if commit else None, "git_dirty": dirty, "package_version": version()}
 
