@@ -2,8 +2,8 @@
 
 :class:`EvaluationHooks` is a mixin placed before torchreid's ``Engine`` in the engine's bases: it replaces the
 feature extraction and ``_evaluate`` hooks of torchreid's ``test``. It reads the engine's ``device``,
-``memory_format``, ``model``/``bare_model``/``forward_model`` and ``test_results``, and checks at each batch
-for a stop signal (``TrainingLoop._stop_evaluation_if_signalled``).
+``memory_format``, ``model``/``bare_model``/``forward_model``, ``test_flip`` and ``test_results``, and checks at
+each batch for a stop signal (``TrainingLoop._stop_evaluation_if_signalled``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ccsc_plugin.engine import distributed
 from ccsc_plugin.evaluation import camera_gap, metrics
+from ccsc_plugin.models.flip import flip_averaged
 
 
 class EvaluationHooks:
@@ -30,8 +31,9 @@ class EvaluationHooks:
 
     @torch.no_grad()
     def extract_features(self, input: torch.Tensor) -> torch.Tensor:
+        """Test features of a batch; with ``test_flip`` the mean of each image's and its mirror's."""
         model = self.forward_model if self.model is self.bare_model else self.bare_model  # DDP: no collectives
-        return model(input.to(self.device, memory_format=self.memory_format)).float()
+        return flip_averaged(model, input.to(self.device, memory_format=self.memory_format), self.test_flip)
 
     @torch.no_grad()
     def extract_loader_features(self, loader, desc: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:

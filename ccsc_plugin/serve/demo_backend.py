@@ -149,7 +149,10 @@ def _delete_upload(path: Path) -> None:
 
 
 class DemoBackend:
-    """Slots (checkpoints) over one query/gallery set, with features cached on disk."""
+    """Slots (checkpoints) over one query/gallery set, with features cached on disk.
+
+    ``flip`` (None: each checkpoint's stored ``test.flip``) averages every feature with its mirror image's.
+    """
 
     def __init__(
         self,
@@ -160,10 +163,11 @@ class DemoBackend:
         topk: int = 5,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
         example_query: int = 0,
+        flip: bool | None = None,
     ) -> None:
         self.topk = topk
         self.max_upload_bytes = max_upload_bytes
-        self.slots = [self._load_slot(str(w)) for w in weights]
+        self.slots = [self._load_slot(str(w), flip) for w in weights]
         folders = [Path(slot.weights) if slot.retriever is None else slot.retriever.folder for slot in self.slots]
         for slot, label in zip(self.slots, distinct_labels(folders), strict=True):
             slot.label = label
@@ -183,9 +187,9 @@ class DemoBackend:
                 slot.gallery_features = cached_features(slot.retriever, self.data.gallery, cache_dir, desc="gallery")
 
     @staticmethod
-    def _load_slot(weights: str) -> ModelSlot:
+    def _load_slot(weights: str, flip: bool | None = None) -> ModelSlot:
         try:
-            retriever = Retriever(weights)
+            retriever = Retriever(weights, flip)
         except (FileNotFoundError, CheckpointError, RecipeError) as error:  # RecipeError: its stored config
             return ModelSlot(weights, Path(weights).name or weights, error=checkpoint_message(weights, error))
         return ModelSlot(weights, retriever.label, retriever=retriever)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ccsc_plugin import checkpoint as ckpt
 from ccsc_plugin.evaluation.metrics import distance_matrix
+from ccsc_plugin.models.flip import flip_averaged
 from ccsc_plugin.pipeline.trained import load_trained
 from ccsc_plugin.serve.gallery import Item, read_rgb
 
@@ -29,9 +30,12 @@ from ccsc_plugin.serve.gallery import Item, read_rgb
 
 
 class Retriever:
-    """A trained model rebuilt from a checkpoint, with its recipe's input size, normalisation and metric."""
+    """A trained model rebuilt from a checkpoint, with its recipe's input size, normalisation and metric.
 
-    def __init__(self, weights: str | Path) -> None:
+    ``flip`` (None: the stored recipe's ``test.flip``) averages each image's features with its mirror's.
+    """
+
+    def __init__(self, weights: str | Path, flip: bool | None = None) -> None:
         trained = load_trained(weights)
         self.model, self.cfg, self.path = trained.model, trained.cfg, trained.path
         path = trained.path
@@ -42,8 +46,10 @@ class Retriever:
         self.size = trained.size
         self.metric = str(self.cfg.test.dist_metric)
         self.normalize_feature = bool(self.cfg.test.normalize_feature)
+        self.flip = bool(self.cfg.test.flip) if flip is None else flip
         self.transform = trained.transform
-        self.fingerprint = hashlib.sha1(f"{ckpt.file_sha256(path)}|{self.size}|{self.transform}".encode()).hexdigest()
+        identity = f"{ckpt.file_sha256(path)}|{self.size}|{self.transform}|flip={self.flip}"
+        self.fingerprint = hashlib.sha1(identity.encode()).hexdigest()
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB images -> a normalised batch at the model's input size."""
@@ -51,8 +57,8 @@ class Retriever:
 
     @torch.no_grad()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
-        """Test features (the model's eval-mode output), L2-normalised if the recipe says so."""
-        features = self.model(batch).float()
+        """Test features (the model's eval-mode output, flip-averaged if ``flip``), L2-normalised if the recipe says."""
+        features = flip_averaged(self.model, batch, self.flip)
         return torch.nn.functional.normalize(features, dim=1) if self.normalize_feature else features
 
     def distances(self, query: torch.Tensor, gallery: torch.Tensor) -> np.ndarray:
