@@ -77,6 +77,19 @@ def _add_test_command(commands: argparse._SubParsersAction) -> None:
     )
     _add_recipe_args(test)
     test.add_argument("--weights", required=True, help="checkpoint file or run folder (its latest checkpoint)")
+    test.add_argument(
+        "--visrank",
+        type=_positive_int,
+        metavar="K",
+        help="also draw each query's top-K (green: right identity, red: wrong) and list them in ranks.csv, under "
+        "tests/<result>-visrank/<target>/",
+    )
+    test.add_argument(
+        "--visrank-queries",
+        type=_positive_int,
+        metavar="N",
+        help="rank lists of the first N queries only (query order; default: all)",
+    )
 
 
 def _add_extract_command(commands: argparse._SubParsersAction) -> None:
@@ -222,7 +235,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         pipeline.train(load_config(args.recipe, overrides), recipe=args.recipe, overwrite=args.overwrite)
     elif args.command == "test":
         weights = latest_checkpoint(args.weights, NOTHING_TO_TEST)
-        pipeline.evaluate(load_config(args.recipe, args.overrides), weights, recipe=args.recipe)
+        cfg = load_config(args.recipe, args.overrides)
+        pipeline.evaluate(cfg, weights, args.recipe, visrank=args.visrank, visrank_queries=args.visrank_queries)
     elif args.command == "extract":
         from ccsc_plugin.cli.serving import run_extract
 

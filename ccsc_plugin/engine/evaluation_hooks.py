@@ -16,12 +16,19 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from ccsc_plugin.engine import distributed
+from ccsc_plugin.engine.rank_lists import RankListOptions, write_rank_lists
 from ccsc_plugin.evaluation import camera_gap, metrics
 from ccsc_plugin.models.flip import flip_averaged
 
 
 class EvaluationHooks:
-    """torchreid's evaluation on rank 0, with the plugin's CMC/mAP and camera gap, stoppable at each batch."""
+    """torchreid's evaluation on rank 0, with the plugin's CMC/mAP and camera gap, stoppable at each batch.
+
+    With ``rank_lists`` set (:class:`~.rank_lists.RankListOptions`), each target's evaluation also writes its
+    rank lists, ranked on the distances its metrics score.
+    """
+
+    rank_lists: RankListOptions | None = None
 
     def test(self, *args, **kwargs) -> float:
         """torchreid's test on rank 0 only (the others wait at the next collective)."""
@@ -67,7 +74,10 @@ class EvaluationHooks:
         gf, g_pids, g_camids = self.extract_loader_features(gallery_loader, f"{dataset_name} gallery")
         if normalize_feature:
             qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
-        cmc, mAP = metrics.evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=dist_metric)
+        top = self.rank_lists.collector(q_pids, q_camids, g_pids, g_camids) if self.rank_lists else None
+        cmc, mAP = metrics.evaluate_features(
+            qf, gf, q_pids, g_pids, q_camids, g_camids, metric=dist_metric, on_block=top.add if top else None
+        )
         self._stop_evaluation_if_signalled(f"{dataset_name} ranking")
         result = {f"rank{r}": float(cmc[r - 1]) for r in ranks if r <= len(cmc)}
         result.update(mAP=float(mAP), num_query=int(len(q_pids)), num_gallery=int(len(g_pids)))
@@ -80,4 +90,9 @@ class EvaluationHooks:
             if r <= len(cmc):
                 print(f"Rank-{r:<3}: {cmc[r - 1]:.1%}")
         print(camera_gap.summary_line(gap))
+        if top is not None:
+            query, gallery = query_loader.dataset.data, gallery_loader.dataset.data
+            stop = self._stop_evaluation_if_signalled
+            result["rank_lists"] = str(write_rank_lists(self.rank_lists, dataset_name, query, gallery, top, stop))
+            print(f"=> Rank lists of {len(top.found)} queries (top-{top.topk}) written to {result['rank_lists']}")
         return float(cmc[0]), float(mAP)

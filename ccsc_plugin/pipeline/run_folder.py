@@ -3,7 +3,8 @@
 :func:`claim` runs before training writes anything: a folder that holds another run's checkpoints or
 ``result.json`` is refused, unless the run resumes a checkpoint of that very folder or ``overwrite``
 removes the old run first; temporaries a killed save left behind are removed. :func:`path_for_test_result`
-is where ``ccsc-reid test`` writes: beside the training result, never over it.
+is where ``ccsc-reid test`` writes: beside the training result, never over it; :func:`rank_lists_folder`, where
+its ``--visrank`` rank lists go.
 """
 
 from __future__ import annotations
@@ -109,6 +110,11 @@ def path_for_test_result(cfg: CN, checkpoint: str | Path, checkpoint_sha256: str
     recipe.data.save_dir = ""
     key = hashlib.sha256(f"{checkpoint_sha256}\n{recipe.dump()}".encode()).hexdigest()[:8]
     return Path(cfg.data.save_dir) / TEST_DIR / f"{'+'.join(targets)}-{Path(checkpoint).stem}-{key}.json"
+
+
+def rank_lists_folder(test_result: Path) -> Path:
+    """Where ``test --visrank`` draws beside the test result ``test_result``: ``<its stem>-visrank/``."""
+    return test_result.with_name(f"{test_result.stem}-visrank")
 
 
 def _resumed_here(save_dir: Path, resume: str) -> Path | None:

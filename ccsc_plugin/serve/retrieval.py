@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ccsc_plugin import checkpoint as ckpt
 from ccsc_plugin.evaluation.metrics import distance_matrix
+from ccsc_plugin.evaluation.ranking import valid_order
 from ccsc_plugin.models.flip import flip_averaged
 from ccsc_plugin.pipeline.trained import load_trained
 from ccsc_plugin.serve.gallery import Item, read_rgb
@@ -134,16 +135,14 @@ class Ranking:
 def rank_gallery(
     distances: np.ndarray, gallery: Sequence[Item], query_pid: int | None = None, query_camid: int | None = None, topk=5
 ) -> Ranking:
-    """Sort the gallery by distance, drop same-identity same-camera items, score the query like torchreid."""
-    order = np.argsort(distances, kind="stable")
+    """Sort the gallery by distance, drop same-identity same-camera items, score the query like torchreid.
+
+    The order is :func:`~ccsc_plugin.evaluation.ranking.valid_order`'s: the one the metrics score.
+    """
     g_pids = np.array([-1 if item.pid is None else item.pid for item in gallery])
     g_camids = np.array([-1 if item.camid is None else item.camid for item in gallery])
     labelled = query_pid is not None
-    if labelled and query_camid is not None:
-        keep = ~((g_pids[order] == query_pid) & (g_camids[order] == query_camid))
-    else:
-        keep = np.ones(len(order), dtype=bool)
-    valid = order[keep]
+    valid = valid_order(distances, g_pids, g_camids, query_pid, query_camid)
     matches = [
         Match(
             rank=rank,
@@ -155,7 +154,7 @@ def rank_gallery(
         )
         for rank, index in enumerate(valid[:topk], start=1)
     ]
-    ranking = Ranking(matches=matches, skipped=int((~keep).sum()))
+    ranking = Ranking(matches=matches, skipped=len(distances) - len(valid))
     if labelled:
         hits = g_pids[valid] == query_pid
         if hits.any():
