@@ -68,7 +68,7 @@ def test_the_engine_of_ccsc_reid_test_averages_with_the_mirror(tiny_cfg):
     cfg.test.flip = True
     engine = pipeline.build_engine(cfg)  # what `ccsc-reid test` builds from its recipe
     engine.set_model_mode("eval")
-    images = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(0))
+    images = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(0)).to(engine.device)
     with torch.no_grad():
         plain = engine.model(images)
         expected = (plain + engine.model(mirror(images))) / 2
@@ -89,7 +89,8 @@ def test_feature_extractor_and_extract_average_each_image_with_its_mirror_file(
     expected = (plain(images, progress=False) + plain(mirrors, progress=False)) / 2
     torch.testing.assert_close(flipped(images, progress=False), expected, **CLOSE)
     out = tmp_path / "feats.npz"
-    assert main(["extract", str(source), "--images", str(images[0].parent), "--out", str(out), "--flip"]) == 0
+    option = ["--flip"] if flip else []  # else the stored test.flip decides
+    assert main(["extract", str(source), "--images", str(images[0].parent), "--out", str(out), *option]) == 0
     with np.load(out) as npz:
         rows = [list(npz["paths"]).index(str(path)) for path in images]
         assert bool(npz["flip"])
