@@ -43,6 +43,11 @@ def default_train_section() -> CN:
     return CN({"amp": "off", "channels_last": True, "compile": False})
 
 
+def default_test_section() -> CN:
+    """The keys of the ``test`` section the engine reads, with the recipes' defaults."""
+    return CN({"flip": False})
+
+
 def over_defaults(defaults: CN, given: Mapping[str, Any] | None, section: str, strict: bool = True) -> CN:
     """``given`` (a section or a part of it, e.g. ``{"center": {"weight": 0.1}}``) over ``defaults``.
 
@@ -79,6 +84,8 @@ class ImageCCSCEngine(TrainingLoop, EvaluationHooks, torchreid.engine.Engine):
             see :mod:`.precision`), ``channels_last`` (the model's memory format)
             and ``compile`` (``torch.compile``: ``self.model`` stays the plain module, so checkpoints keep
             their keys; the compiled one is ``self.forward_model``).
+        test: the recipe's ``test`` section (or part of it); the engine reads ``flip`` (evaluation features are the
+            mean of each image's and its mirror's, :mod:`ccsc_plugin.models.flip`).
         checkpoint_extras: plain values stored in every checkpoint (config text, num_classes...).
         ddp: wrap the model in ``DistributedDataParallel`` (the process group must be initialised);
             only rank 0 then evaluates and writes checkpoints and the tensorboard log.
@@ -97,12 +104,15 @@ class ImageCCSCEngine(TrainingLoop, EvaluationHooks, torchreid.engine.Engine):
         use_gpu: bool = True,
         loss: Mapping[str, Any] | None = None,
         train: Mapping[str, Any] | None = None,
+        test: Mapping[str, Any] | None = None,
         checkpoint_extras: dict[str, Any] | None = None,
         ddp: bool = False,
     ) -> None:
         super().__init__(datamanager, use_gpu)
         loss = over_defaults(default_loss_section(), loss, "loss")
         train = over_defaults(default_train_section(), train, "train", strict=False)
+        test = over_defaults(default_test_section(), test, "test", strict=False)
+        self.test_flip = bool(test.flip)
         self.device = torch.device("cuda" if self.use_gpu else "cpu")
         self.memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)

@@ -20,7 +20,7 @@ scale (11,659 x 82,161), where a full distance matrix and its argsort need more 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -235,12 +235,14 @@ def evaluate_features(
     metric: str = "euclidean",
     max_rank: int = 50,
     chunk_size: int | None = None,
+    on_block: Callable[[int, torch.Tensor], None] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Score query features against gallery features, one block of queries at a time.
 
     Equal to ``evaluate_rank(distance_matrix(qf, gf, metric), ...)`` but never holds the full distance
     matrix: peak memory is the features plus a block of about ``DISTANCE_BYTES`` (``chunk_size`` query rows
-    if given) and the scoring steps' ``SCORE_BYTES``.
+    if given) and the scoring steps' ``SCORE_BYTES``. ``on_block(start, distances)``, if given, sees each block
+    scored (its first query's index and its rows): rank lists drawn there rank the distances scored here.
     """
     qf, gf = torch.as_tensor(qf), torch.as_tensor(gf)
     if qf.dim() != 2 or gf.dim() != 2 or qf.size(1) != gf.size(1):
@@ -258,5 +260,7 @@ def evaluate_features(
     for start in tqdm(starts, desc="ranking", unit="block", leave=False, disable=len(starts) < 4):
         distances = distance_matrix(qf[start : start + step], gf, metric)
         acc.add(distances, q_pids[start : start + step], q_camids[start : start + step])
+        if on_block is not None:
+            on_block(start, distances)
         del distances
     return acc.result()
