@@ -228,20 +228,36 @@ def test_checkpoint_of_an_unknown_model_is_a_message(tiny_checkpoint, stored, un
         model_from_checkpoint(state, origin="run.pt")
 
 
+def _old_style_run(cfg, model: torch.nn.Module, folder: Path) -> Path:
+    """A run folder whose checkpoint stores ``cfg`` as versions with ``model.backbone`` did: resnet50_ccsc on it."""
+    stored = yaml.safe_load(cfg.dump())
+    stored["model"].update(name="resnet50_ccsc", backbone=stored["model"]["name"].removesuffix("_ccsc"))
+    state = {"state_dict": model.state_dict(), "config": yaml.safe_dump(stored), "num_classes": 6, "epoch": 1}
+    save_checkpoint(state, checkpoint_path(folder, 1))
+    return folder
+
+
 @pytest.mark.parametrize("neck", ["none", "bnneck"])
 def test_a_checkpoint_stored_with_model_backbone_reloads_as_its_ccsc_name(tiny_overrides, tmp_path, neck):
     cfg = _cfg(tiny_overrides, "model.name=resnet18_ccsc", f"model.neck={neck}")
     model = pipeline.build_model(cfg, num_classes=6)
     images = torch.rand(4, 3, 64, 32, generator=torch.Generator().manual_seed(0))
     model.train()(images)  # BN statistics move off their init
-    stored = yaml.safe_load(cfg.dump())
-    stored["model"].update(name="resnet50_ccsc", backbone="resnet18")  # how versions with model.backbone stored it
-    state = {"state_dict": model.state_dict(), "config": yaml.safe_dump(stored), "num_classes": 6, "epoch": 1}
-    save_checkpoint(state, checkpoint_path(tmp_path / "old-run", 1))
-    trained = load_trained(tmp_path / "old-run")
+    trained = load_trained(_old_style_run(cfg, model, tmp_path / "old-run"))
+    assert "backbone: resnet18" in load_checkpoint(trained.path)["config"]
     assert trained.cfg.model.name == "resnet18_ccsc" and trained.model.arch == "resnet18"
     with torch.no_grad():
         torch.testing.assert_close(trained.model(images), model.eval()(images))
+
+
+def test_an_old_checkpoint_is_tested_and_exported_under_its_name(tiny_overrides, tmp_path):
+    cfg = _cfg(tiny_overrides, "model.name=resnet18_ccsc")
+    run = _old_style_run(cfg, pipeline.build_model(cfg, num_classes=6), tmp_path / "old-run")
+    overrides = [*tiny_overrides, "model.name=resnet18_ccsc", f"data.save_dir={tmp_path / 'eval'}"]
+    assert main(["test", BASE, "--weights", str(run), *[arg for item in overrides for arg in ("--set", item)]]) == 0
+    assert main(["export", str(run), "--onnx", str(tmp_path / "old.onnx")]) == 0
+    metadata = {prop.key: prop.value for prop in onnx.load(tmp_path / "old.onnx").metadata_props}
+    assert metadata["model"] == "resnet18_ccsc"
 
 
 def test_features_and_faiss_index_of_the_trained_model(trained, market_root):
