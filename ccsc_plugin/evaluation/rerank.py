@@ -95,7 +95,7 @@ def check_memory(num_query: int, num_gallery: int, feature_dim: int, settings: R
     if needed > settings.max_mb * 2**20:
         raise RerankMemoryError(
             f"Re-ranking {num_query:,} queries and {num_gallery:,} gallery images needs up to {needed / 2**20:,.0f} "
-            f"MB, over the limit of {settings.max_mb:,.0f} MB (test.rerank_max_mb). Raise test.rerank_max_mb if this "
+            f"MB, over the limit of {settings.max_mb:,g} MB (test.rerank_max_mb). Raise test.rerank_max_mb if this "
             "machine has the memory, score a smaller gallery, or evaluate without re-ranking (test.rerank=false)."
         )
     return needed

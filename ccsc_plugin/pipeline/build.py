@@ -225,6 +225,7 @@ def build_engine(cfg: CN, datamanager=None) -> ImageCCSCEngine:
         use_gpu=use_gpu(cfg),
         loss=cfg.loss,
         train=cfg.train,
+        test=cfg.test,
         checkpoint_extras={"config": cfg.dump(), "num_classes": int(datamanager.num_train_pids)},
         ddp=distributed.is_enabled(),
     )
