@@ -33,7 +33,7 @@ from ccsc_plugin.evaluation.k_reciprocal import (
 )
 from ccsc_plugin.evaluation.metrics import check_features, distance_matrix
 
-DEFAULT_MAX_MB = 8192  # test.rerank_max_mb: MSMT17 (93,820 images, 2048-d) needs at most about 5 GB
+DEFAULT_MAX_MB = 8192  # test.rerank_max_mb: twice MSMT17's bound (93,820 images, 2048-d: 4,121 MB)
 _ENTRY_BYTES = 12  # a sparse weight: int64 column, float32 value
 _EXPANDED_ENTRY_BYTES = 60  # one after query expansion: by row and by column, and sorting it into columns
 
@@ -67,7 +67,7 @@ class RerankSettings:
 
     def record(self) -> dict[str, object]:
         """What ``result.json`` records of a re-ranked evaluation."""
-        return {"used": True, "k1": self.k1, "k2": self.k2, "lambda": self.lambda_value}
+        return {"used": True, "k1": int(self.k1), "k2": int(self.k2), "lambda": float(self.lambda_value)}
 
 
 def _count(settings: RerankSettings, name: str) -> bool:
