@@ -1,6 +1,7 @@
 """Training speed on the CPU: ImageCCSCEngine (resnet50_ccsc, softmax + CCSC) against torchreid's
-ImageSoftmaxEngine with torchreid's resnet50_fc512, same batches and input size; and CCSC's own cost
-(loss forward + backward) as a fraction of a training step. Prints a Markdown table.
+ImageSoftmaxEngine with torchreid's resnet50_fc512, same batches and input size; bf16 autocast
+(``train.amp=bf16``) against float32, with what ``train.amp=auto`` picks on this CPU and why; and CCSC's own
+cost (loss forward + backward) as a fraction of a training step. Prints a Markdown table.
 
 With --epoch, instead: the wall time of one whole epoch of a recipe, end to end (``pipeline.build_engine``,
 which checks every image and fills the image cache, then one ``engine.train`` epoch), with
@@ -26,6 +27,7 @@ from _common import HEADER, alternate, generated_market, log, recipe, row, timed
 from ccsc_plugin import pipeline
 from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.config import load_config
+from ccsc_plugin.engine import precision
 
 EPOCH_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "cpu_cuhk03" / "softmax_ccsc.yaml"
 
@@ -67,12 +69,15 @@ def main() -> None:
         ours_contiguous = pipeline.build_engine(
             recipe(root, args.batch_size, args.height, args.width, backbone, "train.channels_last=false"), datamanager
         )
+        ours_bf16 = pipeline.build_engine(
+            recipe(root, args.batch_size, args.height, args.width, backbone, "train.amp=bf16"), datamanager
+        )
         model = torchreid.models.build_model(
             "resnet50_fc512", datamanager.num_train_pids, loss="softmax", pretrained=False
         )
         optimizer = torchreid.optim.build_optimizer(model, optim="adam", lr=cfg.train.lr)
         theirs = torchreid.engine.ImageSoftmaxEngine(datamanager, model, optimizer, use_gpu=False)
-        engines = {"ours": ours, "ours_contiguous": ours_contiguous, "theirs": theirs}
+        engines = {"ours": ours, "ours_contiguous": ours_contiguous, "ours_bf16": ours_bf16, "theirs": theirs}
         for engine in engines.values():
             engine.set_model_mode("train")
         log(f"warming up ({args.warmup} steps each) ...")
@@ -114,6 +119,17 @@ def main() -> None:
             peer,
             f"{rate['theirs']:.1f} img/s",
             f"{rate['ours_contiguous'] / rate['theirs']:.2f}x",
+        )
+    )
+    auto = precision.resolve("auto", torch.device("cpu"))
+    print(
+        row(
+            f"training images/s, train.amp=bf16 autocast ({size}); train.amp=auto picks "
+            f"{'bf16' if auto.used == 'bf16' else 'float32'} here: {auto.reason}",
+            f"{rate['ours_bf16']:.1f} img/s",
+            "same in float32 (train.amp=off)",
+            f"{rate['ours']:.1f} img/s",
+            f"{rate['ours_bf16'] / rate['ours']:.2f}x",
         )
     )
     share = ccsc_seconds / medians["ours"]

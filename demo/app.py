@@ -27,7 +27,8 @@ import numpy as np
 from gradio.utils import get_upload_folder
 from PIL import Image
 
-from ccsc_plugin.serve.demo_backend import DemoBackend, ModelAnswer, Query, UploadFiles, display_tile
+from ccsc_plugin.evaluation.strips import display_tile
+from ccsc_plugin.serve.demo_backend import DemoBackend, ModelAnswer, Query, UploadFiles
 from ccsc_plugin.serve.gallery import DemoInputError
 
 LOG = logging.getLogger("ccsc-reid.demo")

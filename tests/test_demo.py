@@ -17,15 +17,8 @@ from ccsc_plugin.checkpoint import CheckpointError, save_checkpoint
 from ccsc_plugin.cli import build_parser, main
 from ccsc_plugin.config import RecipeError
 from ccsc_plugin.evaluation.metrics import evaluate_rank
-from ccsc_plugin.serve.demo_backend import (
-    BORDER,
-    COLOURS,
-    DISPLAY_SIZE,
-    QUERY_COLOUR,
-    DemoBackend,
-    Query,
-    distinct_labels,
-)
+from ccsc_plugin.evaluation.strips import BORDER, COLOURS, DISPLAY_SIZE, QUERY_COLOUR
+from ccsc_plugin.serve.demo_backend import DemoBackend, Query, distinct_labels
 from ccsc_plugin.serve.gallery import DemoInputError, Item, load_query_gallery
 from ccsc_plugin.serve.retrieval import Retriever, cached_features, rank_gallery
 from ccsc_plugin.serve.uploads import decode_upload

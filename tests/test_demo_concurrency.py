@@ -9,7 +9,8 @@ import pytest
 from demo_http import CALL_TIMEOUT_S, fetch_image, png_bytes, served_demo, upload_and_call
 from PIL import Image
 
-from ccsc_plugin.serve.demo_backend import BORDER, DISPLAY_SIZE, DemoBackend
+from ccsc_plugin.evaluation.strips import BORDER, DISPLAY_SIZE
+from ccsc_plugin.serve.demo_backend import DemoBackend
 
 CLIENTS = 50
 ALL_DONE_S = 600  # bounds the whole burst: about a minute on a loaded 2-core machine

@@ -83,6 +83,9 @@ def test_overwrite_removes_the_old_run_and_says_what_it_removed(tmp_path):
     run = plant_run(tmp_path / "run", "epoch-001.pt", "epoch-002.pt")
     old_test = write_result(run / "tests" / "csv-epoch-002-0123abcd.json", {"kind": "test"})
     (run / "tests" / "test.log").write_text("** Results **\n")
+    rank_lists = run / "tests" / "csv-epoch-002-0123abcd-visrank"  # its rank lists (test --visrank)
+    (rank_lists / "csv").mkdir(parents=True)
+    (rank_lists / "csv" / "ranks.csv").write_text("query_path,rank,gallery_path,distance,correct\n")
     kept = [run / "notes.txt", run / "tests" / "notes.txt"]  # not a run's file: never removed
     for path in kept:
         path.write_text("mine")
@@ -91,6 +94,7 @@ def test_overwrite_removes_the_old_run_and_says_what_it_removed(tmp_path):
     for name in ("checkpoints/epoch-001.pt", "checkpoints/epoch-002.pt", "result.json", "train.log"):
         assert name in note
     assert "events.out.tfevents.1.host" in note and "tests/test.log" in note and f"tests/{old_test.name}" in note
+    assert f"tests/{rank_lists.name}" in note and not rank_lists.exists()
     assert run_files(run) == [] and all(path.read_text() == "mine" for path in kept)
 
 

@@ -1,7 +1,7 @@
-"""Command line: ``ccsc-reid train | test | quickstart | recipes | table | demo | export`` (the top level).
+"""Command line: ``ccsc-reid train | test | extract | export | quickstart | recipes | table | demo`` (the top level).
 
 Each command reads a recipe or a run folder and calls the stage below it: ``pipeline`` to train and test,
-``serve`` for the demo and export, ``evaluation`` for the tables.
+``serve`` for the demo, feature extraction and export (:mod:`.serving`), ``evaluation`` for the tables.
 """
 
 from ccsc_plugin.cli.commands import USER_ERRORS, build_parser, main

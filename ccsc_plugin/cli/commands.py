@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add_command in (
         _add_train_command,
         _add_test_command,
+        _add_extract_command,
         _add_export_command,
         _add_quickstart_command,
         _add_table_command,
@@ -76,6 +77,47 @@ def _add_test_command(commands: argparse._SubParsersAction) -> None:
     )
     _add_recipe_args(test)
     test.add_argument("--weights", required=True, help="checkpoint file or run folder (its latest checkpoint)")
+    test.add_argument(
+        "--visrank",
+        type=_positive_int,
+        metavar="K",
+        help="also draw each query's top-K (green: right identity, red: wrong) and list them in ranks.csv, under "
+        "tests/<result>-visrank/<target>/",
+    )
+    test.add_argument(
+        "--visrank-queries",
+        type=_positive_int,
+        metavar="N",
+        help="rank lists of the first N queries only (query order; default: all)",
+    )
+
+
+def _add_extract_command(commands: argparse._SubParsersAction) -> None:
+    extract = commands.add_parser(
+        "extract", help="test features of a folder's or a CSV's images into a .npz (features, paths[, pids, camids])"
+    )
+    extract.add_argument("weights", metavar="RUN", help="checkpoint file or run folder (its latest checkpoint)")
+    extract.add_argument(
+        "--images",
+        required=True,
+        metavar="FOLDER_OR_CSV",
+        help="a folder (every image below it, sorted) or a CSV with a path column (and pid,camid: kept in the .npz)",
+    )
+    extract.add_argument("--out", required=True, metavar="FEATS.npz", help="archive to write, e.g. feats.npz")
+    extract.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default: 64)")
+    extract.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_flip_option(extract, "average each image's features with its mirror's")
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
 
 
 def _add_export_command(commands: argparse._SubParsersAction) -> None:
@@ -84,6 +126,16 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write, e.g. model.onnx")
     export.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides"
+    )
+    _add_flip_option(export, "export the flip-averaged model (two passes in the graph)")
+
+
+def _add_flip_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"test-time flip: {what}; --no-flip: off (default: the checkpoint's or recipe's test.flip)",
     )
 
 
@@ -140,6 +192,7 @@ def _add_demo_command(commands: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 is faster on a busy machine)"
     )
+    _add_flip_option(demo, "average each feature with its mirror image's")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,9 +235,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         pipeline.train(load_config(args.recipe, overrides), recipe=args.recipe, overwrite=args.overwrite)
     elif args.command == "test":
         weights = latest_checkpoint(args.weights, NOTHING_TO_TEST)
-        pipeline.evaluate(load_config(args.recipe, args.overrides), weights, recipe=args.recipe)
+        cfg = load_config(args.recipe, args.overrides)
+        pipeline.evaluate(cfg, weights, args.recipe, visrank=args.visrank, visrank_queries=args.visrank_queries)
+    elif args.command == "extract":
+        from ccsc_plugin.cli.serving import run_extract
+
+        run_extract(args)
     elif args.command == "export":
-        return _export(args)
+        from ccsc_plugin.cli.serving import run_export
+
+        return run_export(args)
     elif args.command == "quickstart":
         from ccsc_plugin.cli.quickstart import run_quickstart
 
@@ -202,49 +262,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(format_recipes(list_recipes(args.folder)))
     elif args.command == "demo":
-        return _serve_demo(args)
-    return 0
+        from ccsc_plugin.cli.serving import run_demo
 
-
-def _export(args: argparse.Namespace) -> int:
-    from ccsc_plugin.serve.export import MAX_DIFFERENCE, export_from, is_recipe
-
-    if args.overrides and not is_recipe(args.source):
-        raise RecipeError("--set applies to a recipe; a checkpoint's model is exported with its stored recipe.")
-    cfg = load_config(args.source, args.overrides) if is_recipe(args.source) else None
-    path, difference = export_from(args.source, args.onnx, cfg)
-    print(f"Wrote {path}; onnxruntime vs PyTorch features: max |difference| = {difference:.2e}")
-    if difference > MAX_DIFFERENCE:
-        print(f"ccsc-reid export: error: the difference exceeds {MAX_DIFFERENCE:g}.", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _serve_demo(args: argparse.Namespace) -> int:
-    """Load the checkpoints and data, then serve the Gradio app (``demo/app.py``)."""
-    from ccsc_plugin.serve.demo_backend import DEFAULT_WEIGHTS, DemoBackend
-    from ccsc_plugin.serve.gallery import DemoInputError
-    from ccsc_plugin.shipped import demo_app
-
-    app = demo_app()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    try:
-        backend = DemoBackend(
-            weights=args.weights or DEFAULT_WEIGHTS,
-            dataset=args.dataset,
-            data_root=args.data_root,
-            cache_dir=args.cache_dir,
-            max_upload_bytes=int(args.max_upload_mb * 2**20),
-            example_query=args.example_query,
-        )
-    except DemoInputError as error:
-        print(f"ccsc-reid demo: error: {error}", file=sys.stderr)
-        return 2
-    for error in backend.errors:
-        print(f"ccsc-reid demo: warning: {error}", file=sys.stderr)
-    backend.warm_up()
-    app.launch(backend, host=args.host, port=args.port, share=args.share)
+        return run_demo(args)
     return 0

@@ -47,6 +47,9 @@ def get_default_config() -> CN:
     cfg.test.normalize_feature = False
     cfg.test.neck_feat = DEFAULT_NECK_FEAT  # model.neck=bnneck's test feature: after (BN, BoT's) | before; else unused
     cfg.test.ranks = [1, 5, 10, 20]
+    # average each image's features with its mirror's (fast-reid's TEST.FLIP; models/flip.py): test, extract, the
+    # demo's features and ONNX export; twice the forward passes
+    cfg.test.flip = False
     cfg.test.eval_freq = -1
     cfg.test.start_eval = 0
     cfg.test.rerank = False  # k-reciprocal re-ranking (Zhong et al. 2017) of every evaluation, equal to torchreid's

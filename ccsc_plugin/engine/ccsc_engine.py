@@ -45,10 +45,11 @@ def default_train_section() -> CN:
 
 
 def default_test_section() -> CN:
-    """The keys of the ``test`` section the engine reads (re-ranking's parameters), with the recipes' defaults."""
+    """The keys of the ``test`` section the engine reads (flip, re-ranking's parameters), with the recipes' defaults."""
     rerank = RerankSettings()
     return CN(
         {
+            "flip": False,
             "rerank_k1": rerank.k1,
             "rerank_k2": rerank.k2,
             "rerank_lambda": rerank.lambda_value,
@@ -93,8 +94,10 @@ class ImageCCSCEngine(TrainingLoop, EvaluationHooks, torchreid.engine.Engine):
             see :mod:`.precision`), ``channels_last`` (the model's memory format)
             and ``compile`` (``torch.compile``: ``self.model`` stays the plain module, so checkpoints keep
             their keys; the compiled one is ``self.forward_model``).
-        test: the recipe's ``test`` section (or part of it); the engine reads re-ranking's ``rerank_k1``,
-            ``rerank_k2``, ``rerank_lambda`` and ``rerank_max_mb``, used when ``run``/``test`` get ``rerank=True``.
+        test: the recipe's ``test`` section (or part of it); the engine reads ``flip`` (evaluation features are the
+            mean of each image's and its mirror's, :mod:`ccsc_plugin.models.flip`) and re-ranking's
+            ``rerank_k1``, ``rerank_k2``, ``rerank_lambda`` and ``rerank_max_mb``, used when ``run``/``test`` get
+            ``rerank=True``.
         checkpoint_extras: plain values stored in every checkpoint (config text, num_classes...).
         ddp: wrap the model in ``DistributedDataParallel`` (the process group must be initialised);
             only rank 0 then evaluates and writes checkpoints and the tensorboard log.
@@ -122,6 +125,7 @@ class ImageCCSCEngine(TrainingLoop, EvaluationHooks, torchreid.engine.Engine):
         train = over_defaults(default_train_section(), train, "train", strict=False)
         test = over_defaults(default_test_section(), test, "test", strict=False)
         self.rerank_settings = RerankSettings(test.rerank_k1, test.rerank_k2, test.rerank_lambda, test.rerank_max_mb)
+        self.test_flip = bool(test.flip)
         self.device = torch.device("cuda" if self.use_gpu else "cpu")
         self.memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)

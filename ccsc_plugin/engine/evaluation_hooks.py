@@ -2,7 +2,7 @@
 
 :class:`EvaluationHooks` is a mixin placed before torchreid's ``Engine`` in the engine's bases: it replaces the
 feature extraction and ``_evaluate`` hooks of torchreid's ``test``. It reads the engine's ``device``,
-``memory_format``, ``model``/``bare_model``/``forward_model``, ``rerank_settings``, ``datamanager`` and
+``memory_format``, ``model``/``bare_model``/``forward_model``, ``test_flip``, ``rerank_settings``, ``datamanager`` and
 ``test_results``, and checks at each batch for a stop signal (``TrainingLoop._stop_evaluation_if_signalled``).
 
 torchreid's test arguments are honoured, or refused by name before anything runs (:meth:`check_test_arguments`):
@@ -23,10 +23,12 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from ccsc_plugin.engine import distributed
+from ccsc_plugin.engine.rank_lists import RankListOptions, write_rank_lists
 from ccsc_plugin.evaluation import camera_gap, protocol
 from ccsc_plugin.evaluation.metrics import Scores
 from ccsc_plugin.evaluation.rerank import RerankSettings, check_memory
 from ccsc_plugin.models.ccsc_resnet import feature_dim
+from ccsc_plugin.models.flip import flip_averaged
 
 # torchreid's Engine.run / test arguments that reach the evaluation; visrank is refused unless False
 TEST_ARGUMENTS = ("dist_metric", "normalize_feature", "visrank", "visrank_topk", "use_metric_cuhk03", "ranks", "rerank")
@@ -39,7 +41,13 @@ VISRANK_REFUSED = (
 
 class EvaluationHooks:
     """torchreid's evaluation on rank 0 with the plugin's CMC/mAP/mINP, re-ranking, CUHK03 metric and camera gap,
-    stoppable at each batch."""
+    stoppable at each batch.
+
+    With ``rank_lists`` set (:class:`~.rank_lists.RankListOptions`), each target's evaluation also writes its
+    rank lists, ranked on the distances its metrics score (re-ranked ones when re-ranking).
+    """
+
+    rank_lists: RankListOptions | None = None
 
     def test(self, *args, **kwargs) -> float:
         """torchreid's test on rank 0 only (the others wait at the next collective)."""
@@ -68,8 +76,9 @@ class EvaluationHooks:
 
     @torch.no_grad()
     def extract_features(self, input: torch.Tensor) -> torch.Tensor:
+        """Test features of a batch; with ``test_flip`` the mean of each image's and its mirror's."""
         model = self.forward_model if self.model is self.bare_model else self.bare_model  # DDP: no collectives
-        return model(input.to(self.device, memory_format=self.memory_format)).float()
+        return flip_averaged(model, input.to(self.device, memory_format=self.memory_format), self.test_flip)
 
     @torch.no_grad()
     def extract_loader_features(self, loader, desc: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -111,6 +120,7 @@ class EvaluationHooks:
         if normalize_feature:
             qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
         settings = self._rerank_settings(rerank, dataset_name, len(q_pids), len(g_pids), qf.size(1))
+        top = self.rank_lists.collector(q_pids, q_camids, g_pids, g_camids) if self.rank_lists else None
         scores = protocol.score_features(
             qf,
             gf,
@@ -122,6 +132,7 @@ class EvaluationHooks:
             rerank=settings,
             use_metric_cuhk03=use_metric_cuhk03,
             progress=lambda where: self._stop_evaluation_if_signalled(f"{dataset_name} re-ranking, {where}"),
+            on_block=top.add if top else None,
         )
         self._stop_evaluation_if_signalled(f"{dataset_name} ranking")
         result = {f"rank{r}": float(scores.cmc[r - 1]) for r in ranks if r <= len(scores.cmc)}
@@ -134,6 +145,11 @@ class EvaluationHooks:
         self.test_results[dataset_name] = result
         _print_scores(f"{dataset_name}, {time.time() - start:.1f}s", scores, ranks, settings, use_metric_cuhk03)
         print(camera_gap.summary_line(gap))
+        if top is not None:
+            query, gallery = query_loader.dataset.data, gallery_loader.dataset.data
+            stop = self._stop_evaluation_if_signalled
+            result["rank_lists"] = str(write_rank_lists(self.rank_lists, dataset_name, query, gallery, top, stop))
+            print(f"=> Rank lists of {len(top.found)} queries (top-{top.topk}) written to {result['rank_lists']}")
         return float(scores.cmc[0]), float(scores.mAP)
 
     def _rerank_settings(

@@ -22,7 +22,7 @@ scale (11,659 x 82,161), where a full distance matrix and its argsort need more 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -276,13 +276,15 @@ def evaluate_features(
     metric: str = "euclidean",
     max_rank: int = 50,
     chunk_size: int | None = None,
+    on_block: Callable[[int, torch.Tensor], None] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Score query features against gallery features, one block of queries at a time.
 
     Equal to ``evaluate_rank(distance_matrix(qf, gf, metric), ...)`` but never holds the full distance
     matrix: peak memory is the features plus a block of about ``DISTANCE_BYTES`` (``chunk_size`` query rows
     if given) and the scoring steps' ``SCORE_BYTES``. ``protocol.score_features`` adds mINP, re-ranking
-    and the CUHK03 metric.
+    and the CUHK03 metric. ``on_block(start, distances)``, if given, sees each block scored (its first
+    query's index and its rows): rank lists drawn there rank the distances scored here.
     """
     qf, gf = check_features(qf, gf)
     num_q, num_g = qf.size(0), gf.size(0)
@@ -293,5 +295,7 @@ def evaluate_features(
     for start, distances in distance_blocks(qf, gf, metric, chunk_size):
         stop = start + distances.size(0)
         acc.add(distances, q_pids[start:stop], q_camids[start:stop])
+        if on_block is not None:
+            on_block(start, distances)
     scores = acc.result()
     return scores.cmc, scores.mAP

@@ -26,10 +26,12 @@ def score_blocks(
     max_rank: int = 50,
     use_metric_cuhk03: bool = False,
     seed: int = CUHK03_SEED,
+    on_block: Callable[[int, torch.Tensor], None] | None = None,
 ) -> metrics.Scores:
     """Score ``(first query, distances)`` blocks that cover the queries in order, on the blocks' device.
 
-    With ``use_metric_cuhk03`` the CMC is CUHK03's single-shot one, drawn from ``seed``.
+    With ``use_metric_cuhk03`` the CMC is CUHK03's single-shot one, drawn from ``seed``. ``on_block(start,
+    distances)``, if given, sees each block scored: rank lists drawn there rank the distances scored here.
     """
     num_q, num_g = len(q_pids), len(g_pids)
     cpu = torch.device("cpu")
@@ -49,6 +51,8 @@ def score_blocks(
         accumulator.add(distances, q_pids[start:stop].to(device), q_camids[start:stop].to(device))
         if single_shot is not None:
             single_shot.add(distances, q_pids[start:stop].numpy(), q_camids[start:stop].numpy())
+        if on_block is not None:
+            on_block(start, distances)
     if accumulator is None:
         raise ValueError(f"Nothing to score: no distances were given ({num_q} queries, {num_g} gallery images).")
     scores = accumulator.result()
@@ -91,15 +95,17 @@ def score_features(
     rerank: RerankSettings | None = None,
     use_metric_cuhk03: bool = False,
     progress: Callable[[str], None] = _quiet,
+    on_block: Callable[[int, torch.Tensor], None] | None = None,
 ) -> metrics.Scores:
     """Score query features against gallery features, a block of queries at a time.
 
     ``rerank`` re-ranks the distances first (call ``rerank.check_memory`` before: it refuses what is too much);
-    ``progress`` hears where re-ranking is before each of its steps.
+    ``progress`` hears where re-ranking is before each of its steps; ``on_block`` sees each block of (plain or
+    re-ranked) distances scored.
     """
     qf, gf = metrics.check_features(qf, gf)
     if rerank is None:
         blocks = metrics.distance_blocks(qf, gf, metric)
     else:
         blocks = rerank_blocks(qf, gf, metric, rerank, progress)
-    return score_blocks(blocks, q_pids, g_pids, q_camids, g_camids, max_rank, use_metric_cuhk03)
+    return score_blocks(blocks, q_pids, g_pids, q_camids, g_camids, max_rank, use_metric_cuhk03, on_block=on_block)

@@ -9,7 +9,9 @@ from typing import Any
 from yacs.config import CfgNode as CN
 
 from ccsc_plugin import checkpoint as ckpt
+from ccsc_plugin.config import RecipeError
 from ccsc_plugin.data.csv_dataset import same_file
+from ccsc_plugin.engine.rank_lists import RankListOptions
 from ccsc_plugin.evaluation.results import TEST_DIR, write_result
 from ccsc_plugin.pipeline import run_folder
 from ccsc_plugin.pipeline.build import build_engine, load_weights, model_keys
@@ -18,29 +20,44 @@ from ccsc_plugin.pipeline.train import run_engine, scored, summarise
 from ccsc_plugin.pipeline.trained import config_from_checkpoint
 
 
-def evaluate(cfg: CN, weights: str | Path, recipe: str | None = None) -> dict[str, Any]:
+def evaluate(
+    cfg: CN,
+    weights: str | Path,
+    recipe: str | None = None,
+    visrank: int | None = None,
+    visrank_queries: int | None = None,
+) -> dict[str, Any]:
     """Evaluate the checkpoint ``weights`` on the recipe's targets.
 
     The weights are tested at the input size they were trained at (their stored recipe), whatever the recipe
     says. The result goes beside, never over, a training result in ``data.save_dir``:
     ``tests/<targets>-<checkpoint>-<key>.json`` (:func:`ccsc_plugin.pipeline.run_folder.path_for_test_result`).
+    With ``visrank`` K, each target's rank lists (top-K of the first ``visrank_queries`` queries, all when None)
+    go to ``tests/<that file's stem>-visrank/<target>/`` (:mod:`ccsc_plugin.engine.rank_lists`).
     """
     start = time.time()
+    if visrank is None and visrank_queries is not None:
+        raise RecipeError("--visrank-queries N bounds the rank lists of --visrank K: add --visrank K, e.g. 10.")
     run_folder.check_writable(Path(cfg.data.save_dir) / TEST_DIR)
     with log_to(Path(cfg.data.save_dir) / TEST_DIR / run_folder.TEST_LOG):
         checkpoint = ckpt.load_checkpoint(weights)
         stored = config_from_checkpoint(checkpoint, origin=str(weights)) if "config" in checkpoint else None
         cfg = at_trained_input_size(cfg, stored, weights)
-        engine = build_engine(cfg)
-        load_weights(engine.model, weights, checkpoint, fix=_weights_fix(cfg, stored))
         weights_scored = scored(weights)
+        path = run_folder.path_for_test_result(cfg, weights, weights_scored["checkpoint_sha256"])
+        rank_lists = None
+        if visrank is not None:
+            rank_lists = RankListOptions(visrank, run_folder.rank_lists_folder(path), visrank_queries)
+        engine = build_engine(cfg)
+        engine.rank_lists = rank_lists
+        load_weights(engine.model, weights, checkpoint, fix=_weights_fix(cfg, stored))
         run_engine(engine, cfg, test_only=True)
         result = summarise(cfg, engine, recipe, time.time() - start, checkpoint.get("epoch", 0), training=False)
         if stored is not None and (warning := trained_on_scored_csv(stored, cfg)):
             print(f"=> WARNING: {warning}")
             result["warnings"].append(warning)
         result.update(kind="test", **weights_scored)
-        path = write_result(run_folder.path_for_test_result(cfg, weights, weights_scored["checkpoint_sha256"]), result)
+        write_result(path, result)
         print(f"=> Test result written to {path}")
     return result
 

@@ -3,12 +3,14 @@
 :func:`claim` runs before training writes anything: a folder that holds another run's checkpoints or
 ``result.json`` is refused, unless the run resumes a checkpoint of that very folder or ``overwrite``
 removes the old run first; temporaries a killed save left behind are removed. :func:`path_for_test_result`
-is where ``ccsc-reid test`` writes: beside the training result, never over it.
+is where ``ccsc-reid test`` writes: beside the training result, never over it; :func:`rank_lists_folder`, where
+its ``--visrank`` rank lists go.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from ccsc_plugin.evaluation.results import RESULT_FILE, TEST_DIR
 TRAIN_LOG = "train.log"
 TEST_LOG = "test.log"
 TENSORBOARD_EVENTS = "events.out.tfevents.*"
+RANK_LISTS_SUFFIX = "-visrank"  # tests/<test result stem>-visrank/: the rank lists of that test
 
 
 class RunFolderTaken(RecipeError):
@@ -51,7 +54,8 @@ def check_writable(folder: str | Path, key: str = "data.save_dir") -> None:
 
 
 def run_files(save_dir: str | Path) -> list[Path]:
-    """The files a run leaves in its folder: checkpoints, ``result.json``, logs, tensorboard events, test results."""
+    """The files a run leaves in its folder: checkpoints, ``result.json``, logs, tensorboard events, test results
+    and the folders of their rank lists (``test --visrank``)."""
     save_dir = Path(save_dir)
     named = [save_dir / RESULT_FILE, save_dir / TRAIN_LOG, save_dir / TEST_DIR / TEST_LOG]
     return [
@@ -59,6 +63,7 @@ def run_files(save_dir: str | Path) -> list[Path]:
         *(path for path in named if path.is_file()),
         *sorted(save_dir.glob(TENSORBOARD_EVENTS)),
         *sorted((save_dir / TEST_DIR).glob("*.json")),
+        *sorted(path for path in (save_dir / TEST_DIR).glob(f"*{RANK_LISTS_SUFFIX}") if path.is_dir()),
     ]
 
 
@@ -111,6 +116,11 @@ def path_for_test_result(cfg: CN, checkpoint: str | Path, checkpoint_sha256: str
     return Path(cfg.data.save_dir) / TEST_DIR / f"{'+'.join(targets)}-{Path(checkpoint).stem}-{key}.json"
 
 
+def rank_lists_folder(test_result: Path) -> Path:
+    """Where ``test --visrank`` draws beside the test result ``test_result``: ``<its stem>-visrank/``."""
+    return test_result.with_name(f"{test_result.stem}{RANK_LISTS_SUFFIX}")
+
+
 def _resumed_here(save_dir: Path, resume: str) -> Path | None:
     """The checkpoint ``resume`` names, if it lies in ``save_dir`` (the same run, continued)."""
     if not resume:
@@ -137,5 +147,8 @@ def _listing(save_dir: Path, paths: list[Path]) -> str:
 
 def _remove(paths: list[Path]) -> list[Path]:
     for path in paths:
-        path.unlink()
+        if path.is_dir():  # the rank lists of a test
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     return paths

@@ -4,7 +4,8 @@
 the demo still serves the others), reads the query/gallery set, computes (or reads from the disk cache)
 every slot's query and gallery features, and answers a query - picked by index from the query set or
 uploaded as bytes - with one :class:`ModelAnswer` per slot: the top-5 with green/red borders (the
-paper's Fig. 3), and a response map for the query and each match (Grad-CAM or the Fig. 4 intensity).
+paper's Fig. 3; drawn by :mod:`ccsc_plugin.evaluation.strips`, as the rank lists of ``test --visrank`` are),
+and a response map for the query and each match (Grad-CAM or the Fig. 4 intensity).
 :meth:`DemoBackend.example_answer` is the answer the page opens with, before any click.
 :class:`UploadFiles` reads an uploaded file's bytes once and deletes the file, so uploads never pile up.
 """
@@ -20,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ccsc_plugin.checkpoint import CheckpointError
 from ccsc_plugin.config import RecipeError, load_config
+from ccsc_plugin.evaluation.strips import COLOURS, QUERY_COLOUR, bordered, display_tile
 from ccsc_plugin.serve.gallery import DemoInputError, Item, QueryGallery, load_query_gallery, read_rgb
 from ccsc_plugin.serve.retrieval import Ranking, Retriever, cached_features, default_cache_dir, rank_gallery
 from ccsc_plugin.serve.uploads import MAX_UPLOAD_BYTES, decode_upload
@@ -31,10 +33,6 @@ from ccsc_plugin.serve.visualisation import MAP_KINDS, gradcam_maps, intensity_m
 from ccsc_plugin.shipped import recipe
 
 DEFAULT_WEIGHTS = ("runs/quickstart/baseline", "runs/quickstart/ccsc")
-DISPLAY_SIZE = (256, 128)  # height, width of every tile shown
-BORDER = 6
-COLOURS = {True: (0, 170, 60), False: (220, 30, 30), None: (140, 140, 140)}  # right / wrong / unknown identity
-QUERY_COLOUR = (40, 90, 220)
 
 
 @dataclass
@@ -94,17 +92,6 @@ def distinct_labels(folders: Sequence[Path]) -> list[str]:
             depth[i] += 1
 
 
-def bordered(image: np.ndarray, colour: tuple[int, int, int], width: int = BORDER) -> np.ndarray:
-    """The image inside a coloured frame (the paper's Fig. 3 green/red boxes)."""
-    return np.asarray(ImageOps.expand(Image.fromarray(image), border=width, fill=colour))
-
-
-def display_tile(image: Image.Image) -> np.ndarray:
-    """An RGB image at the demo's tile size, as uint8 HxWx3."""
-    height, width = DISPLAY_SIZE
-    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
-
-
 class UploadFiles:
     """Uploaded files, read once and deleted at once: ``stored`` is the set of paths the web server has written
     uploads to (Gradio's ``Blocks.upload_file_set``, only read here), and only those are ever read or deleted.
@@ -149,7 +136,10 @@ def _delete_upload(path: Path) -> None:
 
 
 class DemoBackend:
-    """Slots (checkpoints) over one query/gallery set, with features cached on disk."""
+    """Slots (checkpoints) over one query/gallery set, with features cached on disk.
+
+    ``flip`` (None: each checkpoint's stored ``test.flip``) averages every feature with its mirror image's.
+    """
 
     def __init__(
         self,
@@ -160,10 +150,11 @@ class DemoBackend:
         topk: int = 5,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
         example_query: int = 0,
+        flip: bool | None = None,
     ) -> None:
         self.topk = topk
         self.max_upload_bytes = max_upload_bytes
-        self.slots = [self._load_slot(str(w)) for w in weights]
+        self.slots = [self._load_slot(str(w), flip) for w in weights]
         folders = [Path(slot.weights) if slot.retriever is None else slot.retriever.folder for slot in self.slots]
         for slot, label in zip(self.slots, distinct_labels(folders), strict=True):
             slot.label = label
@@ -183,9 +174,9 @@ class DemoBackend:
                 slot.gallery_features = cached_features(slot.retriever, self.data.gallery, cache_dir, desc="gallery")
 
     @staticmethod
-    def _load_slot(weights: str) -> ModelSlot:
+    def _load_slot(weights: str, flip: bool | None = None) -> ModelSlot:
         try:
-            retriever = Retriever(weights)
+            retriever = Retriever(weights, flip)
         except (FileNotFoundError, CheckpointError, RecipeError) as error:  # RecipeError: its stored config
             return ModelSlot(weights, Path(weights).name or weights, error=checkpoint_message(weights, error))
         return ModelSlot(weights, retriever.label, retriever=retriever)

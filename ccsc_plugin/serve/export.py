@@ -3,6 +3,12 @@
 ``ccsc-reid export runs/my-run --onnx model.onnx`` exports a checkpoint's model in eval mode with a
 dynamic batch axis, stores the preprocessing (input size, mean, std) in the file's metadata, and
 checks onnxruntime against PyTorch on a random batch.
+
+With ``test.flip`` on (the source's recipe, or ``--flip``) the exported graph is the flip-averaged model
+(:class:`~ccsc_plugin.models.flip.FlipAveraged`: the mean of the features of the image and of its mirror,
+both passes inside the graph) rather than a refusal: the file then gives the features ``ccsc-reid test``
+scored, with no step left for a deployment to forget. Its metadata says ``flip: true``; ``--no-flip``
+exports the plain model.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from yacs.config import CfgNode as CN
 from ccsc_plugin import pipeline
 from ccsc_plugin.checkpoint import atomic_write
 from ccsc_plugin.models.ccsc_resnet import MODEL_NAME
+from ccsc_plugin.models.flip import FlipAveraged
 from ccsc_plugin.pipeline.trained import load_trained
 
 INPUT_NAME, OUTPUT_NAME = "image", "feature"
@@ -80,9 +87,17 @@ def max_difference(model: torch.nn.Module, path: str | Path, height: int, width:
     return float(np.abs(onnx_features(path, images.numpy()) - expected).max())
 
 
-def export_from(source: str | Path, out: str | Path, cfg_from_recipe: CN | None = None) -> tuple[Path, float]:
-    """``ccsc-reid export``: write ``out`` and return it with the onnxruntime check's max difference."""
+def export_from(
+    source: str | Path, out: str | Path, cfg_from_recipe: CN | None = None, flip: bool | None = None
+) -> tuple[Path, float]:
+    """``ccsc-reid export``: write ``out`` and return it with the onnxruntime check's max difference.
+
+    ``flip`` None follows the source recipe's ``test.flip``; on, the flip-averaged model is exported.
+    """
     model, cfg = model_for_export(source, cfg_from_recipe)
+    flip = bool(cfg.test.flip) if flip is None else flip
+    if flip:
+        model = FlipAveraged(model).eval()
     metadata = {
         "source": str(source),
         "input": f"{INPUT_NAME}: float32 N x 3 x {cfg.data.height} x {cfg.data.width}, RGB in [0, 1] normalised",
@@ -91,6 +106,7 @@ def export_from(source: str | Path, out: str | Path, cfg_from_recipe: CN | None 
         "norm_mean": json.dumps(list(cfg.data.norm_mean)),
         "norm_std": json.dumps(list(cfg.data.norm_std)),
         "model": cfg.model.name,
+        "flip": str(flip).lower(),
         **({"backbone": cfg.model.backbone} if cfg.model.name == MODEL_NAME else {}),
     }
     path = export_onnx(model, out, cfg.data.height, cfg.data.width, metadata)

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
+from yacs.config import CfgNode as CN
 
 from ccsc_plugin.data.images import read_image, to_rgb
+from ccsc_plugin.models.flip import flip_averaged
 from ccsc_plugin.pipeline.trained import load_trained, test_transform
 from ccsc_plugin.serve.index import GalleryIndex
 
@@ -74,7 +76,13 @@ class FeatureExtractor:
         height, width, norm_mean, norm_std: the test transform (the recipe's ``data`` values).
         device: ``"cuda"``, ``"cpu"``...; default CUDA when available.
         batch_size: images per forward pass.
+        flip: average each image's features with its mirror's (``test.flip``, :mod:`ccsc_plugin.models.flip`).
+
+    :meth:`from_checkpoint` also keeps the ``checkpoint`` file and its stored recipe ``cfg`` (else None).
     """
+
+    checkpoint: Path | None = None
+    cfg: CN | None = None
 
     def __init__(
         self,
@@ -85,6 +93,7 @@ class FeatureExtractor:
         norm_std: Sequence[float] = (0.229, 0.224, 0.225),
         device: str | torch.device | None = None,
         batch_size: int = 64,
+        flip: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -92,16 +101,20 @@ class FeatureExtractor:
         self.model = model.to(self.device).eval()
         self.height, self.width = height, width
         self.batch_size = batch_size
+        self.flip = flip
         self.transform = test_transform(height, width, norm_mean, norm_std)
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str | torch.device | None = None, batch_size: int = 64
+        cls, path: str | Path, device: str | torch.device | None = None, batch_size: int = 64, flip: bool | None = None
     ) -> FeatureExtractor:
-        """An extractor for a ``ccsc-reid train`` checkpoint (file, or run folder: its latest)."""
+        """An extractor for a ``ccsc-reid train`` checkpoint (file, or run folder: its latest).
+
+        ``flip`` None follows the ``test.flip`` of the checkpoint's stored recipe.
+        """
         trained = load_trained(path)
         cfg = trained.cfg
-        return cls(
+        extractor = cls(
             trained.model,
             height=cfg.data.height,
             width=cfg.data.width,
@@ -109,11 +122,19 @@ class FeatureExtractor:
             norm_std=cfg.data.norm_std,
             device=device,
             batch_size=batch_size,
+            flip=bool(cfg.test.flip) if flip is None else flip,
         )
+        extractor.checkpoint, extractor.cfg = trained.path, cfg
+        return extractor
 
     def preprocess(self, images: Iterable[ImageInput]) -> torch.Tensor:
         """A normalised (N, 3, height, width) batch, as torchreid's test loader builds it."""
         return torch.stack([self.transform(to_pil(image)) for image in images])
+
+    @torch.no_grad()
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        """Features (float32, on the CPU) of a preprocessed batch, flip-averaged if ``flip``."""
+        return flip_averaged(self.model, batch.to(self.device), self.flip).cpu()
 
     @torch.no_grad()
     def extract(self, images: ImageInput | Sequence[ImageInput], progress: bool = True) -> torch.Tensor:
@@ -128,8 +149,7 @@ class FeatureExtractor:
         with tqdm(total=len(images), desc="features", unit="img", disable=not progress) as bar:
             for start in range(0, len(images), self.batch_size):
                 chunk = images[start : start + self.batch_size]
-                batch = self.preprocess(chunk).to(self.device)
-                features.append(self.model(batch).float().cpu())
+                features.append(self.embed(self.preprocess(chunk)))
                 bar.update(len(chunk))
         return torch.cat(features)
 

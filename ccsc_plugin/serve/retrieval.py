@@ -22,6 +22,8 @@ from tqdm import tqdm
 
 from ccsc_plugin import checkpoint as ckpt
 from ccsc_plugin.evaluation.metrics import distance_matrix
+from ccsc_plugin.evaluation.ranking import valid_order
+from ccsc_plugin.models.flip import flip_averaged
 from ccsc_plugin.pipeline.trained import load_trained
 from ccsc_plugin.serve.gallery import Item, read_rgb
 
@@ -29,9 +31,12 @@ from ccsc_plugin.serve.gallery import Item, read_rgb
 
 
 class Retriever:
-    """A trained model rebuilt from a checkpoint, with its recipe's input size, normalisation and metric."""
+    """A trained model rebuilt from a checkpoint, with its recipe's input size, normalisation and metric.
 
-    def __init__(self, weights: str | Path) -> None:
+    ``flip`` (None: the stored recipe's ``test.flip``) averages each image's features with its mirror's.
+    """
+
+    def __init__(self, weights: str | Path, flip: bool | None = None) -> None:
         trained = load_trained(weights)
         self.model, self.cfg, self.path = trained.model, trained.cfg, trained.path
         path = trained.path
@@ -42,8 +47,10 @@ class Retriever:
         self.size = trained.size
         self.metric = str(self.cfg.test.dist_metric)
         self.normalize_feature = bool(self.cfg.test.normalize_feature)
+        self.flip = bool(self.cfg.test.flip) if flip is None else flip
         self.transform = trained.transform
-        self.fingerprint = hashlib.sha1(f"{ckpt.file_sha256(path)}|{self.size}|{self.transform}".encode()).hexdigest()
+        identity = f"{ckpt.file_sha256(path)}|{self.size}|{self.transform}|flip={self.flip}"
+        self.fingerprint = hashlib.sha1(identity.encode()).hexdigest()
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB images -> a normalised batch at the model's input size."""
@@ -51,8 +58,8 @@ class Retriever:
 
     @torch.no_grad()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
-        """Test features (the model's eval-mode output), L2-normalised if the recipe says so."""
-        features = self.model(batch).float()
+        """Test features (the model's eval-mode output, flip-averaged if ``flip``), L2-normalised if the recipe says."""
+        features = flip_averaged(self.model, batch, self.flip)
         return torch.nn.functional.normalize(features, dim=1) if self.normalize_feature else features
 
     def distances(self, query: torch.Tensor, gallery: torch.Tensor) -> np.ndarray:
@@ -128,16 +135,14 @@ class Ranking:
 def rank_gallery(
     distances: np.ndarray, gallery: Sequence[Item], query_pid: int | None = None, query_camid: int | None = None, topk=5
 ) -> Ranking:
-    """Sort the gallery by distance, drop same-identity same-camera items, score the query like torchreid."""
-    order = np.argsort(distances, kind="stable")
+    """Sort the gallery by distance, drop same-identity same-camera items, score the query like torchreid.
+
+    The order is :func:`~ccsc_plugin.evaluation.ranking.valid_order`'s: the one the metrics score.
+    """
     g_pids = np.array([-1 if item.pid is None else item.pid for item in gallery])
     g_camids = np.array([-1 if item.camid is None else item.camid for item in gallery])
     labelled = query_pid is not None
-    if labelled and query_camid is not None:
-        keep = ~((g_pids[order] == query_pid) & (g_camids[order] == query_camid))
-    else:
-        keep = np.ones(len(order), dtype=bool)
-    valid = order[keep]
+    valid = valid_order(distances, g_pids, g_camids, query_pid, query_camid)
     matches = [
         Match(
             rank=rank,
@@ -149,7 +154,7 @@ def rank_gallery(
         )
         for rank, index in enumerate(valid[:topk], start=1)
     ]
-    ranking = Ranking(matches=matches, skipped=int((~keep).sum()))
+    ranking = Ranking(matches=matches, skipped=len(distances) - len(valid))
     if labelled:
         hits = g_pids[valid] == query_pid
         if hits.any():
