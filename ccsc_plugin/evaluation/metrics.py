@@ -282,15 +282,13 @@ def evaluate_features(
 
     Equal to ``evaluate_rank(distance_matrix(qf, gf, metric), ...)`` but never holds the full distance
     matrix: peak memory is the features plus a block of about ``DISTANCE_BYTES`` (``chunk_size`` query rows
-    if given) and the scoring steps' ``SCORE_BYTES``. ``protocol.score_features`` adds mINP, re-ranking
-    and the CUHK03 metric. ``on_block(start, distances)``, if given, sees each block scored (its first
-    query's index and its rows): rank lists drawn there rank the distances scored here.
+    if given) and the scoring steps' ``SCORE_BYTES``. ``on_block(start, distances)`` sees each block scored.
+    ``protocol.score_features`` adds mINP, re-ranking and the CUHK03 metric.
     """
     qf, gf = check_features(qf, gf)
     num_q, num_g = qf.size(0), gf.size(0)
-    device = qf.device
-    q_pids, q_camids = as_ids(q_pids, "q_pids", num_q, device), as_ids(q_camids, "q_camids", num_q, device)
-    g_pids, g_camids = as_ids(g_pids, "g_pids", num_g, device), as_ids(g_camids, "g_camids", num_g, device)
+    q_pids, q_camids = as_ids(q_pids, "q_pids", num_q, qf.device), as_ids(q_camids, "q_camids", num_q, qf.device)
+    g_pids, g_camids = as_ids(g_pids, "g_pids", num_g, qf.device), as_ids(g_camids, "g_camids", num_g, qf.device)
     acc = RankAccumulator(g_pids, g_camids, clip_rank(max_rank, num_g))
     for start, distances in distance_blocks(qf, gf, metric, chunk_size):
         stop = start + distances.size(0)
