@@ -18,6 +18,7 @@ from ccsc_plugin.data.csv_dataset import describe_test_set
 from ccsc_plugin.data.registry import csv_options, dataset_setting
 from ccsc_plugin.engine import distributed
 from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
+from ccsc_plugin.evaluation.machine import machine_record
 from ccsc_plugin.evaluation.provenance import provenance
 from ccsc_plugin.evaluation.results import RESULT_FILE, read_result, write_result
 from ccsc_plugin.pipeline import run_folder, run_lock
@@ -70,6 +71,7 @@ def summarise(
         **provenance(),
         "config": cfg.dump(),
         "wall_time_s": round(seconds, 1),
+        "machine": machine_record(engine.device),  # what the wall time was measured on
         "save_dir": str(Path(cfg.data.save_dir).resolve()),
         "input_size": [cfg.data.height, cfg.data.width],
         **(checks.summary() if checks is not None else {}),
