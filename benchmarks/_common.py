@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import os
-import platform
 import shlex
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 
-import torch
+from ccsc_plugin.evaluation.machine import describe
 
 HEADER = "| figure | ours | peer | peer value | ratio | machine | command |\n|---|---|---|---|---|---|---|"
 
 
 def machine() -> str:
     """CPU model, core count and torch version (timings are only comparable on the same machine)."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__.split('+')[0]}"
+    return describe()
 
 
 def command() -> str:

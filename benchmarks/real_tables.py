@@ -42,6 +42,7 @@ from ccsc_plugin import pipeline
 from ccsc_plugin.cli import USER_ERRORS
 from ccsc_plugin.config import load_config
 from ccsc_plugin.engine.interrupt import TrainingInterrupted
+from ccsc_plugin.evaluation.machine import describe
 from ccsc_plugin.evaluation.results import RESULT_FILE, read_result, write_result
 from ccsc_plugin.evaluation.tables import check_output, load_paper_results
 from ccsc_plugin.pipeline.run_folder import RunFolderTaken
@@ -463,6 +464,18 @@ def describe_setting(cfg: CN) -> str:
     return f"{training}; {data}"
 
 
+def run_machines(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """Where the runs' wall times were measured: each machine their ``result.json`` records, with its run count."""
+    counts: dict[str, int] = {}
+    for runs in results.values():
+        for run in runs:
+            name = describe(run["machine"]) if run.get("machine") else "not recorded (results before 2026-12-07)"
+            counts[name] = counts.get(name, 0) + 1
+    if not counts:
+        return "Runs measured on: no run finished."
+    return "Runs measured on: " + "; ".join(f"{name} ({count} runs)" for name, count in counts.items()) + "."
+
+
 def render_report(results: Mapping[str, Sequence], settings: Sequence[str], validation: bool = False) -> str:
     """The whole Markdown: caption, Tables 1-3, the camera gap, machine and command."""
     paper = load_paper_results()
@@ -478,7 +491,8 @@ def render_report(results: Mapping[str, Sequence], settings: Sequence[str], vali
         *(render_table(number, paper, results) for number in (1, 2, 3)),
         beyond_paper_table(paper, results),
         camera_gap_table(paper, results),
-        f"Machine: {machine()}. Command: `{command()}`.",
+        run_machines(results),
+        f"Tables written on {machine()}. Command: `{command()}`.",
     ]
     return "\n\n".join(parts) + "\n"
 

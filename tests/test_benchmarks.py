@@ -224,6 +224,17 @@ def test_paired_difference_is_per_seed_over_the_seeds_both_have():
     assert [round(100 * value, 6) for value in differences.values()] == [6.0, 5.0, 7.0]
 
 
+def test_the_report_names_the_machine_each_run_was_timed_on():
+    record = {"cpu": "Some CPU", "cores": 2, "usable_cores": 1, "torch_threads": 1, "gpu": None, "torch": "2.14.1"}
+    results = {"softmax": [{"seed": 1, "machine": record}, {"seed": 2, "machine": record}], "softmax_ccsc": [{}]}
+    line = real_tables.run_machines(results)
+    assert line == (
+        "Runs measured on: Some CPU, 2 cores (1 usable, 1 torch threads), torch 2.14.1 (2 runs); "
+        "not recorded (results before 2026-12-07) (1 runs)."
+    )
+    assert real_tables.run_machines({}) == "Runs measured on: no run finished."
+
+
 def test_tables_in_the_papers_layout_with_statistics_and_the_papers_column():
     report = real_tables.render_report(SYNTHETIC, ["resnet50_ccsc, 128x64"])
     one = table_rows(report, "Table 1")

@@ -159,3 +159,47 @@ def test_bad_recipe_exits_2_with_a_message_not_a_traceback(tiny_checkpoint, tmp_
     assert main(args) == 2
     err = capsys.readouterr().err
     assert re.search(message, err) and "Traceback" not in err
+
+
+RERANKED = {"used": True, "k1": 20, "k2": 6, "lambda": 0.3}
+
+
+def test_test_with_re_ranking_and_the_cuhk03_metric_records_them_and_the_table_keeps_them_apart(
+    tiny_checkpoint, tiny_overrides, tmp_path, capsys
+):
+    test_dir = tmp_path / "eval"
+    command = ["test", BASE, "--weights", str(tiny_checkpoint), *as_args(tiny_overrides)]
+    command += ["--set", f"data.save_dir={test_dir}"]
+    assert main(command) == 0
+    assert main([*command, "--set", "test.rerank=true"]) == 0
+    out = capsys.readouterr().out
+    announced = (
+        r"=> Re-ranking market1501 \(k1=20, k2=6, lambda=0.3\): 18 queries, 18 gallery images, at most [\d,]+ MB"
+    )
+    assert re.search(announced + r" \(limit 8,192 MB: test.rerank_max_mb\)", out)
+    assert "re-ranked (k1=20, k2=6, lambda=0.3)) **" in out and re.search(r"mINP: [\d.]+%", out)
+    assert main([*command, "--set", "test.use_metric_cuhk03=true"]) == 0
+    results = {path: read_result(path) for path in (test_dir / "tests").glob("*.json")}
+    by_ranking = {(r["rerank"]["used"], r["use_metric_cuhk03"]): r for r in results.values()}
+    assert sorted(by_ranking) == [(False, False), (False, True), (True, False)]  # three results, none replaced
+    reranked, plain = by_ranking[True, False], by_ranking[False, False]
+    assert reranked["rerank"] == reranked["targets"]["market1501"]["rerank"] == RERANKED
+    assert plain["rerank"] == {"used": False} and 0 < plain["mINP"] <= 1
+    assert reranked["mINP"] == reranked["targets"]["market1501"]["mINP"]
+
+    markdown = render_tables(find_results([test_dir]))
+    tests_table = markdown.split("### Tests of trained weights")[1].split("### ")[0]
+    assert tests_table.count("| Market-1501 |") == 1  # the plain test only
+    others = markdown.split("### Re-ranked and other rankings")[1].split("### ")[0]
+    assert "| test | re-ranked (k1=20, k2=6, λ=0.3) |" in others and "| test | CUHK03 single-shot CMC |" in others
+    assert f"{100 * reranked['mINP']:.1f} |" in others
+
+
+def test_test_refuses_re_ranking_beyond_its_memory_limit(tiny_checkpoint, tiny_overrides, tmp_path, capsys):
+    test_dir = tmp_path / "eval"
+    overrides = [*tiny_overrides, f"data.save_dir={test_dir}", "test.rerank=true", "test.rerank_max_mb=1"]
+    assert main(["test", BASE, "--weights", str(tiny_checkpoint), *as_args(overrides)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"gallery images needs up to [\d,]+ MB, over the limit of 1 MB \(test.rerank_max_mb\)", err)
+    assert "Raise test.rerank_max_mb" in err and "test.rerank=false" in err and "Traceback" not in err
+    assert not list(test_dir.glob("tests/*.json"))

@@ -104,6 +104,31 @@ def test_impossible_values_are_rejected(overrides, key):
         load_config(None, overrides)
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("test.rerank_k1=0", "test.rerank_k1 must be >= 1, got 0."),
+        ("test.rerank_k2=-2", "test.rerank_k2 must be >= 1, got -2."),
+        ("test.rerank_k1=2.5", "key 'test.rerank_k1' expects int (default 20), got float 2.5."),
+        ("test.rerank_lambda=1.5", "test.rerank_lambda must be in [0, 1] (0 = the Jaccard distance alone"),
+        ("test.rerank_lambda=-0.1", "test.rerank_lambda must be in [0, 1]"),
+        ("test.rerank_max_mb=0", "test.rerank_max_mb must be > 0, got 0."),
+        ("test.use_metric_cuhk03=1", "key 'test.use_metric_cuhk03' expects bool"),
+    ],
+)
+def test_impossible_re_ranking_and_metric_values_are_named(override, message):
+    with pytest.raises(RecipeError) as error:
+        load_config(None, [override])
+    assert message in str(error.value)
+
+
+def test_re_ranking_and_the_cuhk03_metric_are_recipe_keys(write):
+    recipe = write("r.yaml", "test: {rerank: true, rerank_k1: 10, rerank_lambda: 0, use_metric_cuhk03: true}\n")
+    cfg = load_config(recipe)
+    assert cfg.test.rerank and cfg.test.use_metric_cuhk03 and cfg.test.rerank_k1 == 10
+    assert cfg.test.rerank_lambda == 0 and (cfg.test.rerank_k2, cfg.test.rerank_max_mb) == (6, 8192)
+
+
 def test_missing_recipe_and_cycle(write):
     with pytest.raises(RecipeError, match="does not exist"):
         load_config("/nonexistent.yaml")

@@ -15,9 +15,11 @@ from ccsc_plugin.config import get_default_config, load_config
 from ccsc_plugin.engine.ccsc_engine import (
     ImageCCSCEngine,
     default_loss_section,
+    default_test_section,
     default_train_section,
     over_defaults,
 )
+from ccsc_plugin.evaluation.rerank import RerankMemoryError, RerankSettings
 from ccsc_plugin.evaluation.results import read_result
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
@@ -98,6 +100,7 @@ def test_engine_defaults_are_the_recipes_defaults():
     cfg = get_default_config()
     assert default_loss_section() == cfg.loss
     assert {key: cfg.train[key] for key in default_train_section()} == default_train_section()
+    assert {key: cfg.test[key] for key in default_test_section()} == default_test_section()
 
 
 def test_engine_built_by_hand_takes_part_of_a_section_over_the_defaults(tiny_cfg):
@@ -136,3 +139,39 @@ def test_an_amp_mode_the_engine_does_not_know_is_an_error(tiny_cfg):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     with pytest.raises(ValueError, match="amp must be one of"):
         ImageCCSCEngine(datamanager, model, optimizer, use_gpu=False, train={"amp": "fp8"})
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"visrank": True}, ValueError, r"visrank=True: .* `ccsc-reid test RECIPE --weights RUN --visrank K`"),
+        ({"visrank": True, "test_only": True}, ValueError, r"visrank=True: ImageCCSCEngine does not draw rank lists"),
+        ({"rerank_k1": 5}, TypeError, r"cannot honour the evaluation argument\(s\) rerank_k1: .* It takes dist_metric"),
+        ({"use_cython": True, "ranks": [1]}, TypeError, r"argument\(s\) use_cython:"),
+    ],
+    ids=["visrank", "visrank-test-only", "not-torchreids", "unknown"],
+)
+def test_an_evaluation_argument_the_engine_cannot_honour_stops_the_run_before_anything_runs(
+    tiny_cfg, arguments, error, message
+):
+    engine = pipeline.build_engine(tiny_cfg)
+    with pytest.raises(error, match=message):
+        engine.run(save_dir=tiny_cfg.data.save_dir, max_epoch=1, **arguments)
+    assert not Path(tiny_cfg.data.save_dir).exists()  # not a step trained, not a checkpoint written
+
+
+def test_visrank_given_to_test_directly_is_refused(tiny_cfg):
+    engine = pipeline.build_engine(tiny_cfg)
+    with pytest.raises(ValueError, match="visrank=True: ImageCCSCEngine does not draw rank lists"):
+        engine.test(visrank=True)
+
+
+def test_re_ranking_beyond_the_memory_limit_stops_a_run_before_training(tiny_overrides):
+    cfg = load_config(BASE, [*tiny_overrides, "test.rerank_max_mb=1"])
+    engine = pipeline.build_engine(cfg)
+    assert engine.rerank_settings == RerankSettings(max_mb=1)
+    with pytest.raises(RerankMemoryError, match="18 queries and 18 gallery images needs up to .* limit of 1 MB"):
+        engine.run(save_dir=cfg.data.save_dir, max_epoch=1, rerank=True)
+    assert not Path(cfg.data.save_dir).exists()
+    engine.run(save_dir=cfg.data.save_dir, test_only=True, rerank=False)  # without re-ranking it evaluates
+    assert engine.test_results["market1501"]["rerank"] == {"used": False}

@@ -170,3 +170,46 @@ def test_bad_input_is_named(distmat, ids, message):
 def test_max_rank_must_be_positive():
     with pytest.raises(ValueError, match="max_rank"):
         metrics.evaluate_rank(np.zeros((1, 2)), [1], [1, 2], [0], [1, 1], max_rank=0)
+
+
+def minp_by_definition(distmat, q_pids, g_pids, q_camids, g_camids) -> float:
+    """Ye et al.'s mINP, a query at a time as in their code: true matches / (position of the last one + 1), among
+    the valid gallery items (same identity and camera removed), ties by gallery index; averaged over queries."""
+    inverse_penalties = []
+    for q in range(len(q_pids)):
+        order = np.argsort(distmat[q], kind="stable")
+        valid = ~((g_pids[order] == q_pids[q]) & (g_camids[order] == q_camids[q]))
+        matches = (g_pids[order] == q_pids[q])[valid]
+        if matches.any():
+            inverse_penalties.append(matches.sum() / (np.flatnonzero(matches).max() + 1.0))
+    return float(np.mean(inverse_penalties))
+
+
+@pytest.mark.parametrize(
+    ("seed", "num_q", "num_g", "num_ids", "num_cams", "missing_ids", "ties"),
+    [
+        (11, 60, 400, 30, 6, 0, False),
+        (12, 40, 300, 20, 4, 10, False),  # queries without a match are skipped
+        (13, 30, 700, 5, 3, 0, False),  # many true matches per query: the last one is far down
+        (14, 50, 120, 50, 2, 0, False),  # a match or two per query
+        (15, 50, 300, 15, 4, 0, True),  # five distinct distances: ties everywhere
+    ],
+)
+def test_minp_follows_its_definition_on_random_problems(seed, num_q, num_g, num_ids, num_cams, missing_ids, ties):
+    distmat, *ids = make_problem(seed, num_q, num_g, num_ids, num_cams, missing_ids)
+    if ties:
+        distmat = np.round(distmat * 4) / 4
+    expected = minp_by_definition(distmat, *ids)
+    for chunk_size in (None, 3):
+        assert metrics.rank_scores(distmat, *ids, chunk_size=chunk_size).mINP == pytest.approx(expected, abs=1e-12)
+
+
+def test_minp_is_the_matches_over_the_rank_of_the_hardest_one():
+    # valid items by distance: match (0.1), other (0.2), other (0.3), match (0.4); the same-camera item is ignored
+    distmat = np.array([[0.4, 0.2, 0.1, 0.3, 0.05]])
+    g_pids, g_camids = np.array([7, 5, 7, 6, 7]), np.array([1, 1, 1, 1, 0])
+    scores = metrics.rank_scores(distmat, [7], g_pids, [0], g_camids)
+    assert scores.mINP == pytest.approx(2 / 4) and scores.mAP == pytest.approx((1 / 1 + 2 / 4) / 2)
+    cmc, mAP = metrics.evaluate_rank(distmat, [7], g_pids, [0], g_camids)  # torchreid's (cmc, mAP), as before
+    np.testing.assert_array_equal(cmc, scores.cmc)
+    assert mAP == scores.mAP

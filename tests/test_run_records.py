@@ -7,10 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import tiny_run_overrides
 
 from ccsc_plugin import cli
 from ccsc_plugin.config import load_config
+from ccsc_plugin.evaluation.machine import describe, machine_record
 from ccsc_plugin.evaluation.provenance import provenance
 from ccsc_plugin.evaluation.results import read_result
 from ccsc_plugin.pipeline import run_log
@@ -78,6 +80,28 @@ def test_a_result_records_its_full_settings_and_its_code(market_root, tmp_path):
     assert stored.dump() == load_config(BASE, overrides).dump() and stored.train.lr == 0.001
     assert {key: result[key] for key in ("git_commit", "git_dirty", "package_version")} == provenance()
     assert result["package_version"] is not None
+    assert result["machine"] == machine_record(torch.device("cpu"))  # what its wall time was measured on
+
+
+@pytest.mark.parametrize(
+    ("usable", "threads", "expected"),
+    [
+        (2, 2, "Some CPU, 2 cores, torch 2.14.1"),
+        (1, 1, "Some CPU, 2 cores (1 usable, 1 torch threads), torch 2.14.1"),
+        (2, 1, "Some CPU, 2 cores (2 usable, 1 torch threads), torch 2.14.1"),
+    ],
+)
+def test_the_machine_is_described_with_the_cores_and_threads_a_run_had(usable, threads, expected):
+    record = {"cpu": "Some CPU", "cores": 2, "usable_cores": usable, "torch_threads": threads, "gpu": None}
+    assert describe({**record, "torch": "2.14.1"}) == expected
+
+
+def test_the_machine_record_reads_the_affinity_and_torch_threads(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    record = machine_record()
+    assert (record["usable_cores"], record["torch_threads"], record["gpu"]) == (1, 1, None)
+    assert record["cpu"] and record["cores"] == os.cpu_count()
 
 
 def test_testing_a_run_that_has_no_checkpoint_says_so(tmp_path, capsys):

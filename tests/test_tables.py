@@ -101,7 +101,7 @@ def test_table_puts_measured_runs_beside_the_paper(runs_dir, tmp_path, capsys):
     cells = row(sections["Table 1"], "Market-1501", "Softmax (baseline)")
     measured = 100 * base["rank1"]
     assert cells[2:5] == ["91.4", f"{measured:.1f}", f"{measured - 91.4:+.1f}"]
-    assert cells[6] == f"{100 * base['mAP']:.1f}" and cells[8:] == ["1", "1"]
+    assert cells[6] == f"{100 * base['mAP']:.1f}" and cells[8:] == [f"{100 * base['mINP']:.1f}", "1", "1"]
     cuhk = read_result(runs_dir / "cuhk03_detected/softmax_ccsc")
     for table in ("Table 1", "Table 2", "Table 3"):  # the CCSC row appears in all three tables
         cells = row(sections[table], "CUHK03-detected", "Softmax + CCSC")
@@ -120,7 +120,7 @@ def test_table_averages_runs_of_one_cell_and_lists_runs_outside_the_tables(runs_
         (tmp_path / name / "result.json").write_text(json.dumps(result))
     markdown = render_tables(find_results([runs_dir, tmp_path / "seed2", tmp_path / "quick" / "result.json"]))
     cells = row(table_sections(markdown)["Table 1"], "Market-1501", "Softmax (baseline)")
-    assert math.isclose(float(cells[3]), round(100 * 0.75 * real["rank1"], 1), abs_tol=0.051) and cells[8] == "2"
+    assert math.isclose(float(cells[3]), round(100 * 0.75 * real["rank1"], 1), abs_tol=0.051) and cells[9] == "2"
     assert "synthcam" in markdown.rsplit("Not in Tables", 1)[1]
 
 
@@ -221,6 +221,7 @@ def test_cpu_scale_real_runs_sit_beside_the_papers_cell_labelled_as_such():
         "56.6",
         "15.0",
         "13.0",
+        "–",  # no mINP recorded
         "2",
         "15",
     ]
@@ -234,6 +235,7 @@ def test_cpu_scale_real_runs_sit_beside_the_papers_cell_labelled_as_such():
 # ------------------------------------------------------------------------------ impossible metrics
 
 GAP = gap_block(0.8, 0.5, 0.1)
+RERANKED = {"used": True, "k1": 20, "k2": 6, "lambda": 0.3}
 BAD_METRICS = {  # id -> (the result's changed keys, the key the error names, the value as the file shows it, fix)
     "nan-rank1": ({"rank1": math.nan}, "rank1", "NaN", "not a finite number"),
     "inf-map": ({"mAP": math.inf}, "mAP", "Infinity", "not a finite number"),
@@ -267,6 +269,12 @@ BAD_METRICS = {  # id -> (the result's changed keys, the key the error names, th
         "a fraction in [0, 1]",
     ),
     "warnings-text": ({"warnings": "seen in training"}, "warnings", '"seen in training"', "not a list of text"),
+    "rerank-bool": ({"rerank": True}, "rerank", "true", "not an object whose used is true or false"),
+    "rerank-used-text": ({"rerank": {"used": "yes"}}, "rerank", '{"used": "yes"}', "whose used is true or false"),
+    "rerank-k1-0": ({"rerank": dict(RERANKED, k1=0)}, "rerank.k1", "0", "not a whole number >= 1"),
+    "rerank-k2-float": ({"rerank": dict(RERANKED, k2=6.5)}, "rerank.k2", "6.5", "not a whole number >= 1"),
+    "rerank-lambda": ({"rerank": dict(RERANKED, **{"lambda": 30})}, "rerank.lambda", "30", "outside [0, 1]"),
+    "cuhk03-text": ({"use_metric_cuhk03": "yes"}, "use_metric_cuhk03", '"yes"', "not true or false"),
 }
 
 
@@ -301,8 +309,10 @@ def test_table_with_an_impossible_metric_exits_2_naming_file_key_value_and_fix(
         {"kind": "test", "epochs": 0},  # a test of weights saved within their first epoch
         {"camera_gap": gap_block(1.0, None, -1.0)},
         {"camera_gap": None, "warnings": []},
+        {"rerank": {"used": False}, "use_metric_cuhk03": False},
+        {"rerank": RERANKED, "use_metric_cuhk03": True},
     ],
-    ids=["ends", "null-ranks", "all-metrics", "test-epoch-0", "gap-ends", "nulls"],
+    ids=["ends", "null-ranks", "all-metrics", "test-epoch-0", "gap-ends", "nulls", "plain-ranking", "other-ranking"],
 )
 def test_table_accepts_every_value_a_run_can_measure(tmp_path, capsys, changed):
     write_runs(tmp_path / "runs", **changed)
@@ -340,7 +350,7 @@ def test_rows_of_runs_with_warnings_are_marked_and_their_warnings_listed_once(wa
     sections = table_sections(render_tables(warned_results))
     table1 = sections["Table 1"]
     cells = row(table1, "Market-1501", "Softmax (baseline) †")
-    assert cells[3] == "50.0" and cells[8] == "2"  # still the mean of both runs
+    assert cells[3] == "50.0" and cells[9] == "2"  # still the mean of both runs
     assert row(table1, "Market-1501", "Softmax + CCSC")  # no warning: no mark
     notes = "\n".join(footnote(table1))
     assert notes.count(SEEN) == 1 and notes.count("only 2 cameras") == 1
@@ -379,3 +389,37 @@ def test_a_measured_camera_gap_passes_the_check(tmp_path):
     gap = camera_gap_report(qf, gf, q_pids, g_pids, torch.arange(12) % 2, torch.arange(30) % 3)
     result = json.loads(json.dumps(dict(A_RESULT, rank5=None, rank10=0.9, camera_gap=gap, warnings=[])))
     check_result(result, tmp_path / "result.json")  # what a run writes, read back from JSON
+
+
+# ------------------------------------------------------------------------------ re-ranked and CUHK03-metric results
+
+OTHER_RANKINGS = "Re-ranked and other rankings (not comparable with the paper's cells; never averaged into them)"
+
+
+def test_re_ranked_and_cuhk03_metric_results_get_their_own_labelled_table_never_the_papers_cells():
+    results = [
+        dict(A_RESULT, save_dir="runs/plain", mINP=0.2, rerank={"used": False}, use_metric_cuhk03=False),
+        dict(A_RESULT, save_dir="runs/older"),  # written before rankings were recorded: ranked as the paper
+        dict(A_RESULT, save_dir="runs/rr", rank1=0.9, mAP=0.8, mINP=0.6, rerank=RERANKED),
+        dict(A_RESULT, kind="test", save_dir="runs/c", checkpoint="runs/c/epoch-001.pt", use_metric_cuhk03=True),
+        dict(A_RESULT, kind="test", save_dir="runs/t", checkpoint="runs/t/epoch-001.pt", mINP=0.1),
+    ]
+    sections = table_sections(render_tables(results))
+    cells = row(sections["Table 1"], "Market-1501", "Softmax (baseline)")
+    assert cells[3] == "50.0" and cells[8:] == ["20.0", "2", "1"]  # the two paper-ranked runs; mINP of the one with it
+    tests = sections["Tests of trained weights (ccsc-reid test; not averaged into the tables)"]
+    assert [line for line in tests.splitlines() if "Market-1501" in line] == [
+        "| Market-1501 | Softmax (baseline) | runs/t/epoch-001.pt | 50.0 | 40.0 | 10.0 |"
+    ]
+    others = [line for line in sections[OTHER_RANKINGS].splitlines() if "Market-1501" in line]
+    assert others == [
+        "| Market-1501 | Softmax (baseline) | train | re-ranked (k1=20, k2=6, λ=0.3) | runs/rr | 90.0 | 80.0 | 60.0 |",
+        "| Market-1501 | Softmax (baseline) | test | CUHK03 single-shot CMC | runs/c/epoch-001.pt | 50.0 | 40.0 | – |",
+    ]
+    assert OTHER_RANKINGS not in render_tables(results[:2])
+
+
+def test_a_result_both_re_ranked_and_cuhk03_ranked_says_both():
+    result = dict(A_RESULT, save_dir="runs/both", rerank=dict(RERANKED, k1=10), use_metric_cuhk03=True)
+    section = table_sections(render_tables([result]))[OTHER_RANKINGS]
+    assert "| train | re-ranked (k1=10, k2=6, λ=0.3), CUHK03 single-shot CMC | runs/both |" in section

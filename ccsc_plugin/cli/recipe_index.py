@@ -8,6 +8,9 @@ from pathlib import Path
 from ccsc_plugin.config import load_config
 from ccsc_plugin.shipped import recipes_dir
 
+# recipes/methods/: one method's losses per file, a part that recipes combine with a base through _base_, not a run
+METHODS_FOLDER = "methods"
+
 
 @dataclass(frozen=True)
 class RecipeInfo:
@@ -28,11 +31,15 @@ def describe(path: str | Path) -> RecipeInfo:
 
 
 def list_recipes(folder: str | Path | None = None) -> list[RecipeInfo]:
-    """All ``*.yaml`` recipes under ``folder`` (default: the shipped ones), sorted by path."""
+    """All ``*.yaml`` recipes under ``folder`` (default: the shipped ones), sorted by path.
+
+    Method files (those in a ``methods/`` folder) are left out: each is a recipe's loss terms, not a run.
+    """
     folder = Path(folder) if folder is not None else recipes_dir()
     if not folder.is_dir():
         raise FileNotFoundError(f"Recipe folder {folder} does not exist; pass a folder of recipes.")
-    return [describe(path) for path in sorted(folder.rglob("*.yaml"))]
+    paths = (path for path in sorted(folder.rglob("*.yaml")) if METHODS_FOLDER not in path.relative_to(folder).parts)
+    return [describe(path) for path in paths]
 
 
 def format_recipes(infos: list[RecipeInfo], relative_to: Path | None = None) -> str:

@@ -11,7 +11,10 @@ from typing import Any
 
 from yacs.config import CfgNode as CN
 
+from ccsc_plugin.evaluation.rerank import RerankSettings
 from ccsc_plugin.models import CCSC_SUFFIX, DEFAULT_NECK, DEFAULT_NECK_FEAT, PAPER_MODEL
+
+RERANK = RerankSettings()  # the paper's (Zhong et al.) and torchreid's re-ranking parameters
 
 # Keys removed -> why, and what to do instead. A recipe that sets one is an error saying so; the config stored in
 # an older checkpoint still loads (see upgraded: model.backbone goes into model.name, the others set nothing).
@@ -19,7 +22,6 @@ RETIRED_KEYS: dict[str, str] = {
     "experiment.name": "it set nothing; the run folder is data.save_dir",
     "experiment.notes": "it set nothing; write notes as YAML comments",
     "data.type": "it set nothing; the data are always images",
-    "test.rerank": "re-ranking is not implemented",
     "model.backbone": "the network is in the model's name: model.name: resnet18_ccsc, not model.backbone: resnet18",
 }
 
@@ -51,6 +53,12 @@ def get_default_config() -> CN:
     cfg.test.flip = False
     cfg.test.eval_freq = -1
     cfg.test.start_eval = 0
+    cfg.test.rerank = False  # k-reciprocal re-ranking (Zhong et al. 2017) of every evaluation, equal to torchreid's
+    cfg.test.rerank_k1 = RERANK.k1  # its k1 (neighbours), k2 (query expansion) and lambda (weight of the distance)
+    cfg.test.rerank_k2 = RERANK.k2
+    cfg.test.rerank_lambda = RERANK.lambda_value
+    cfg.test.rerank_max_mb = RERANK.max_mb  # refuse a re-ranking that may need more memory (MB = 2**20 bytes)
+    cfg.test.use_metric_cuhk03 = False  # CUHK03's classic single-shot CMC (torchreid's use_metric_cuhk03)
     cfg.use_gpu = True  # used only when CUDA is available
     return cfg
 

@@ -1,8 +1,9 @@
 """Recipes -> a config: YAML 1.2 files with ``_base_`` chains, ``--set`` overrides, strict merging.
 
-A recipe may name ``_base_`` (a path, or a list of paths, relative to the recipe file); its keys
-are merged over the base. Keys are strict: an unknown key is an error naming it and the nearest
-valid key (or, for a removed key, what to do instead). ``--set section.key=value`` overrides apply last.
+A recipe may name ``_base_`` (a path, or a list of paths, relative to the recipe file): the bases
+merge in order, a later one over an earlier one, and the recipe's own keys over them all. Keys are
+strict: an unknown key is an error naming it and the nearest valid key (or, for a removed key, what to
+do instead). ``--set section.key=value`` overrides apply last.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def merge_strict(cfg: CN, data: Mapping[str, Any], origin: str) -> None:
 
 
 def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a YAML recipe and its ``_base_`` chain into one nested dict (child keys win).
+    """Read a YAML recipe and its ``_base_`` chain into one nested dict (later bases win, the child over all).
 
     A chain deeper than :data:`MAX_BASE_DEPTH` bases, a cycle, a missing file or a folder is a RecipeError.
     """

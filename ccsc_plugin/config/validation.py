@@ -87,6 +87,10 @@ RANGES: dict[str, Range] = {
     "test.batch_size": AT_LEAST_1,
     "test.ranks": AT_LEAST_1,
     "test.start_eval": AT_LEAST_0,
+    "test.rerank_k1": AT_LEAST_1,
+    "test.rerank_k2": AT_LEAST_1,
+    "test.rerank_lambda": Range(0, 1, note="0 = the Jaccard distance alone, 1 = the original distance alone"),
+    "test.rerank_max_mb": POSITIVE,
 }
 # Each key's values, as the module that uses the key defines them.
 CHOICES: dict[str, tuple[str, ...]] = {

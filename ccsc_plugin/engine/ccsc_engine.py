@@ -21,6 +21,7 @@ from ccsc_plugin.engine import distributed, precision
 from ccsc_plugin.engine.evaluation_hooks import EvaluationHooks
 from ccsc_plugin.engine.nonfinite import all_finite, non_finite_loss
 from ccsc_plugin.engine.training_loop import TrainingLoop
+from ccsc_plugin.evaluation.rerank import RerankSettings
 from ccsc_plugin.losses import BatchHardTripletLoss, CCSCLoss, CenterLoss, CrossEntropyLoss
 from ccsc_plugin.models import feature_dim
 
@@ -44,8 +45,17 @@ def default_train_section() -> CN:
 
 
 def default_test_section() -> CN:
-    """The keys of the ``test`` section the engine reads, with the recipes' defaults."""
-    return CN({"flip": False})
+    """The keys of the ``test`` section the engine reads (flip, re-ranking's parameters), with the recipes' defaults."""
+    rerank = RerankSettings()
+    return CN(
+        {
+            "flip": False,
+            "rerank_k1": rerank.k1,
+            "rerank_k2": rerank.k2,
+            "rerank_lambda": rerank.lambda_value,
+            "rerank_max_mb": rerank.max_mb,
+        }
+    )
 
 
 def over_defaults(defaults: CN, given: Mapping[str, Any] | None, section: str, strict: bool = True) -> CN:
@@ -85,7 +95,9 @@ class ImageCCSCEngine(TrainingLoop, EvaluationHooks, torchreid.engine.Engine):
             and ``compile`` (``torch.compile``: ``self.model`` stays the plain module, so checkpoints keep
             their keys; the compiled one is ``self.forward_model``).
         test: the recipe's ``test`` section (or part of it); the engine reads ``flip`` (evaluation features are the
-            mean of each image's and its mirror's, :mod:`ccsc_plugin.models.flip`).
+            mean of each image's and its mirror's, :mod:`ccsc_plugin.models.flip`) and re-ranking's
+            ``rerank_k1``, ``rerank_k2``, ``rerank_lambda`` and ``rerank_max_mb``, used when ``run``/``test`` get
+            ``rerank=True``.
         checkpoint_extras: plain values stored in every checkpoint (config text, num_classes...).
         ddp: wrap the model in ``DistributedDataParallel`` (the process group must be initialised);
             only rank 0 then evaluates and writes checkpoints and the tensorboard log.
@@ -112,6 +124,7 @@ class ImageCCSCEngine(TrainingLoop, EvaluationHooks, torchreid.engine.Engine):
         loss = over_defaults(default_loss_section(), loss, "loss")
         train = over_defaults(default_train_section(), train, "train", strict=False)
         test = over_defaults(default_test_section(), test, "test", strict=False)
+        self.rerank_settings = RerankSettings(test.rerank_k1, test.rerank_k2, test.rerank_lambda, test.rerank_max_mb)
         self.test_flip = bool(test.flip)
         self.device = torch.device("cuda" if self.use_gpu else "cpu")
         self.memory_format = torch.channels_last if train.channels_last else torch.contiguous_format

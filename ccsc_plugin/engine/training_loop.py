@@ -2,7 +2,7 @@
 
 :class:`TrainingLoop` is a mixin placed before torchreid's ``Engine`` in the engine's bases: it replaces
 ``run``, ``save_model`` and ``resume`` and wraps ``train``. It reads the engine's ``bare_model``, ``optimizer``,
-``scheduler``, ``scaler``, ``criterion_center`` and ``checkpoint_extras``.
+``scheduler``, ``scaler``, ``criterion_center`` and ``checkpoint_extras``, and calls its ``check_test_arguments``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ class TrainingLoop:
         While it trains, SIGINT/SIGTERM stop the run (see ``interrupt``): in a training step after that step,
         with a resumable checkpoint; in an evaluation at its next batch, the weights being already saved.
         With ``start_epoch == max_epoch`` (a resumed run that has done all its epochs) it only evaluates.
+        An evaluation argument the engine cannot honour stops it before anything runs (``check_test_arguments``).
         """
+        self.check_test_arguments(test_kwargs)
         self.save_dir = save_dir
         if not distributed.is_main_process():
             self.writer = _NullWriter()  # one tensorboard log per run, written by rank 0

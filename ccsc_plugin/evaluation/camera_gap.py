@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ccsc_plugin.evaluation.metrics import DISTANCE_BYTES, _as_ids, distance_matrix, rows_per_chunk
+from ccsc_plugin.evaluation.metrics import DISTANCE_BYTES, as_ids, distance_matrix, rows_per_chunk
 
 BINS = 40  # histogram bins over [-1, 1]
 MAX_IMAGES = 4096  # images whose pairs fill the histograms; above it, a fixed-seed sample of this many
@@ -97,8 +97,8 @@ def similarity_statistics(
     if features.dim() != 2:
         raise ValueError(f"features must be 2-D (images, dim), got shape {tuple(features.shape)}.")
     features = F.normalize(features.detach().float().cpu(), dim=1)
-    pids = _as_ids(pids, "pids", features.size(0), features.device)
-    camids = _as_ids(camids, "camids", features.size(0), features.device)
+    pids = as_ids(pids, "pids", features.size(0), features.device)
+    camids = as_ids(camids, "camids", features.size(0), features.device)
     f64 = features.double()
     same_cam_sum, same_cam = _group_pair_sum(f64, torch.stack([pids, camids], 1))
     person_sum, person = _group_pair_sum(f64, pids)
@@ -130,8 +130,8 @@ def rank1_by_camera_pair(
     """
     qf, gf = torch.as_tensor(qf).float(), torch.as_tensor(gf).float()
     device = qf.device
-    q_pids, q_camids = _as_ids(q_pids, "q_pids", qf.size(0), device), _as_ids(q_camids, "q_camids", qf.size(0), device)
-    g_pids, g_camids = _as_ids(g_pids, "g_pids", gf.size(0), device), _as_ids(g_camids, "g_camids", gf.size(0), device)
+    q_pids, q_camids = as_ids(q_pids, "q_pids", qf.size(0), device), as_ids(q_camids, "q_camids", qf.size(0), device)
+    g_pids, g_camids = as_ids(g_pids, "g_pids", gf.size(0), device), as_ids(g_camids, "g_camids", gf.size(0), device)
     g_camids, g_order = torch.sort(g_camids, stable=True)  # cameras in contiguous columns, gallery order within
     gf, g_pids = gf[g_order], g_pids[g_order]
     g_cams, g_sizes = torch.unique_consecutive(g_camids, return_counts=True)
@@ -160,7 +160,7 @@ def camera_gap_report(qf, gf, q_pids, g_pids, q_camids, g_camids, metric: str = 
     rank-1 per camera pair with the evaluation's ``metric`` (on the features as the evaluation scores them)."""
     qf, gf = torch.as_tensor(qf).cpu(), torch.as_tensor(gf).cpu()
     ids = [
-        torch.cat([_as_ids(q, f"q_{name}", qf.size(0), qf.device), _as_ids(g, f"g_{name}", gf.size(0), qf.device)])
+        torch.cat([as_ids(q, f"q_{name}", qf.size(0), qf.device), as_ids(g, f"g_{name}", gf.size(0), qf.device)])
         for q, g, name in ((q_pids, g_pids, "pids"), (q_camids, g_camids, "camids"))
     ]
     stats = similarity_statistics(torch.cat([qf, gf]), *ids)

@@ -1,7 +1,9 @@
-"""Retrieval metrics: CMC and mAP with torchreid's semantics, without sorting the gallery.
+"""Retrieval metrics: CMC, mAP and mINP with torchreid's semantics, without sorting the gallery.
 
 ``evaluate_rank`` keeps torchreid's signature and return value ``(cmc, mAP)``: gallery items with the
 query's identity *and* camera are ignored, and queries with no valid match are skipped.
+:class:`RankAccumulator` also gives mINP (Ye et al., "Deep Learning for Person Re-identification: A Survey
+and Outlook"): per query, its true matches over the rank of the last (hardest) one, averaged over queries.
 
 Neither metric needs the full ranking. The rank of a true match is one plus the number of valid gallery
 items before it, so for each query only its few true matches are sorted. Every gallery item then gets a
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,6 +39,15 @@ _BYTES_PER_PAIR = 24  # a distance, its float bucket, its int64 key and a flag p
 _EXACT_PAIRS = 2**22  # (gallery item, true match) exact comparisons per step
 
 
+@dataclass(frozen=True)
+class Scores:
+    """What one evaluation measured: the CMC curve (``cmc[r - 1]`` is rank-r), mAP and mINP, as fractions."""
+
+    cmc: np.ndarray
+    mAP: float
+    mINP: float
+
+
 def _as_tensor(array, name: str) -> torch.Tensor:
     tensor = array if isinstance(array, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(array))
     if tensor.dtype == torch.bool or tensor.is_complex():
@@ -43,7 +55,8 @@ def _as_tensor(array, name: str) -> torch.Tensor:
     return tensor
 
 
-def _as_ids(array, name: str, length: int, device: torch.device) -> torch.Tensor:
+def as_ids(array, name: str, length: int, device: torch.device) -> torch.Tensor:
+    """``array`` (numpy or torch) as int64 ids on ``device``; wrong length or non-integer ids are errors."""
     ids = _as_tensor(array, name).reshape(-1)
     if ids.numel() != length:
         raise ValueError(f"{name} has {ids.numel()} entries but the distance matrix implies {length}.")
@@ -70,8 +83,9 @@ def _one_thread(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-class _RankAccumulator:
-    """Sums first-match ranks (for CMC) and average precisions (for mAP) over chunks of queries.
+class RankAccumulator:
+    """Sums first-match ranks (CMC), average precisions (mAP) and inverse negative penalties (mINP) over
+    blocks of queries.
 
     A query's same-identity gallery items are few, so they are gathered sparsely (from the gallery
     sorted by identity) instead of comparing the identities of every pair.
@@ -83,6 +97,7 @@ class _RankAccumulator:
         self.rows = min(rows or rows_per_chunk(g_pids.numel(), SCORE_BYTES), 2**23 // (BUCKETS + 2))
         self.first_hits = torch.zeros(max_rank + 1, dtype=torch.int64)
         self.ap_sum = 0.0
+        self.inp_sum = 0.0
         self.num_valid = 0
 
     def add(self, distances: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor) -> None:
@@ -131,6 +146,8 @@ class _RankAccumulator:
         ranks = (before + positions).to(torch.float64)
         precision = positions.to(torch.float64) / ranks
         self.ap_sum += float((precision.where(in_row, 0).sum(1)[valid] / num_match[valid]).sum())
+        last_rank = ranks.gather(1, (num_match - 1).clamp_min(0)[:, None])[:, 0]  # the hardest true match
+        self.inp_sum += float((num_match[valid] / last_rank[valid]).sum())
         first_rank = ranks[valid, 0].to(torch.int64).clamp_max(self.max_rank + 1) - 1
         self.first_hits += torch.bincount(first_rank.cpu(), minlength=self.max_rank + 1)
         self.num_valid += int(valid.sum())
@@ -168,14 +185,15 @@ class _RankAccumulator:
             before.index_add_(0, r, earlier.to(before.dtype))
         return before
 
-    def result(self) -> tuple[np.ndarray, float]:
+    def result(self) -> Scores:
+        """The scores of every query added so far; an error when none had a valid match."""
         if self.num_valid == 0:
             raise ValueError(
                 "No query has a valid match in the gallery (same identity, another camera): "
                 "check that query and gallery share identities and that camera ids are right."
             )
         cmc = torch.cumsum(self.first_hits[: self.max_rank], 0).to(torch.float64) / self.num_valid
-        return cmc.numpy().astype(np.float32), self.ap_sum / self.num_valid
+        return Scores(cmc.numpy().astype(np.float32), self.ap_sum / self.num_valid, self.inp_sum / self.num_valid)
 
 
 def _precedes(dist, index, other_dist, other_index) -> torch.Tensor:
@@ -183,27 +201,30 @@ def _precedes(dist, index, other_dist, other_index) -> torch.Tensor:
     return (dist < other_dist) | ((dist == other_dist) & (index < other_index))
 
 
-def _clip_rank(max_rank: int, num_gallery: int) -> int:
+def clip_rank(max_rank: int, num_gallery: int) -> int:
+    """The CMC curve's length: ``max_rank``, never longer than the gallery (as torchreid); < 1 is an error."""
     if max_rank < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank}.")
     return min(max_rank, num_gallery)  # as torchreid: the CMC curve is never longer than the gallery
 
 
 def evaluate_rank(
-    distmat,
-    q_pids,
-    g_pids,
-    q_camids,
-    g_camids,
-    max_rank: int = 50,
-    chunk_size: int | None = None,
+    distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50, chunk_size: int | None = None
 ) -> tuple[np.ndarray, float]:
     """CMC curve (length ``min(max_rank, num_gallery)``, float32) and mAP, as torchreid's ``evaluate_rank``.
 
     Accepts numpy arrays or torch tensors (a CUDA ``distmat`` is scored on its device). Equal distances are
     ordered by gallery index. ``chunk_size`` (queries per scoring step) defaults to about ``SCORE_BYTES``
-    of work; it changes speed, never the result.
+    of work; it changes speed, never the result. :func:`rank_scores` adds mINP.
     """
+    scores = rank_scores(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, chunk_size)
+    return scores.cmc, scores.mAP
+
+
+def rank_scores(
+    distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50, chunk_size: int | None = None
+) -> Scores:
+    """:func:`evaluate_rank`'s CMC and mAP, and mINP."""
     distmat = _as_tensor(distmat, "distmat")
     if distmat.dim() != 2:
         raise ValueError(f"distmat must be 2-D (num_query, num_gallery), got shape {tuple(distmat.shape)}.")
@@ -211,9 +232,9 @@ def evaluate_rank(
         distmat = distmat.float()
     num_q, num_g = distmat.shape
     device = distmat.device
-    q_pids, q_camids = _as_ids(q_pids, "q_pids", num_q, device), _as_ids(q_camids, "q_camids", num_q, device)
-    g_pids, g_camids = _as_ids(g_pids, "g_pids", num_g, device), _as_ids(g_camids, "g_camids", num_g, device)
-    acc = _RankAccumulator(g_pids, g_camids, _clip_rank(max_rank, num_g), rows=chunk_size)
+    q_pids, q_camids = as_ids(q_pids, "q_pids", num_q, device), as_ids(q_camids, "q_camids", num_q, device)
+    g_pids, g_camids = as_ids(g_pids, "g_pids", num_g, device), as_ids(g_camids, "g_camids", num_g, device)
+    acc = RankAccumulator(g_pids, g_camids, clip_rank(max_rank, num_g), rows=chunk_size)
     acc.add(distmat, q_pids, q_camids)
     return acc.result()
 
@@ -223,6 +244,26 @@ def distance_matrix(qf: torch.Tensor, gf: torch.Tensor, metric: str = "euclidean
     if metric not in DIST_METRICS:
         raise ValueError(f"metric must be one of {', '.join(DIST_METRICS)}; got {metric!r}.")
     return torchreid.metrics.compute_distance_matrix(qf, gf, metric)
+
+
+def check_features(qf, gf) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query and gallery features as float32 tensors; anything but two 2-D sets of one width is an error."""
+    qf, gf = torch.as_tensor(qf), torch.as_tensor(gf)
+    if qf.dim() != 2 or gf.dim() != 2 or qf.size(1) != gf.size(1):
+        raise ValueError(
+            f"Features must be 2-D with the same width, got query {tuple(qf.shape)} and gallery {tuple(gf.shape)}."
+        )
+    return qf.float(), gf.float()
+
+
+def distance_blocks(
+    qf: torch.Tensor, gf: torch.Tensor, metric: str = "euclidean", rows: int | None = None
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(first query, distances)`` for blocks of ``rows`` queries (default: about ``DISTANCE_BYTES`` each)."""
+    step = rows or rows_per_chunk(gf.size(0), DISTANCE_BYTES, bytes_per_pair=4)
+    starts = range(0, qf.size(0), step)
+    for start in tqdm(starts, desc="ranking", unit="block", leave=False, disable=len(starts) < 4):
+        yield start, distance_matrix(qf[start : start + step], gf, metric)
 
 
 def evaluate_features(
@@ -241,26 +282,18 @@ def evaluate_features(
 
     Equal to ``evaluate_rank(distance_matrix(qf, gf, metric), ...)`` but never holds the full distance
     matrix: peak memory is the features plus a block of about ``DISTANCE_BYTES`` (``chunk_size`` query rows
-    if given) and the scoring steps' ``SCORE_BYTES``. ``on_block(start, distances)``, if given, sees each block
-    scored (its first query's index and its rows): rank lists drawn there rank the distances scored here.
+    if given) and the scoring steps' ``SCORE_BYTES``. ``on_block(start, distances)`` sees each block scored.
+    ``protocol.score_features`` adds mINP, re-ranking and the CUHK03 metric.
     """
-    qf, gf = torch.as_tensor(qf), torch.as_tensor(gf)
-    if qf.dim() != 2 or gf.dim() != 2 or qf.size(1) != gf.size(1):
-        raise ValueError(
-            f"Features must be 2-D with the same width, got query {tuple(qf.shape)} and gallery {tuple(gf.shape)}."
-        )
-    qf, gf = qf.float(), gf.float()
+    qf, gf = check_features(qf, gf)
     num_q, num_g = qf.size(0), gf.size(0)
-    device = qf.device
-    q_pids, q_camids = _as_ids(q_pids, "q_pids", num_q, device), _as_ids(q_camids, "q_camids", num_q, device)
-    g_pids, g_camids = _as_ids(g_pids, "g_pids", num_g, device), _as_ids(g_camids, "g_camids", num_g, device)
-    acc = _RankAccumulator(g_pids, g_camids, _clip_rank(max_rank, num_g))
-    step = chunk_size or rows_per_chunk(num_g, DISTANCE_BYTES, bytes_per_pair=4)
-    starts = range(0, num_q, step)
-    for start in tqdm(starts, desc="ranking", unit="block", leave=False, disable=len(starts) < 4):
-        distances = distance_matrix(qf[start : start + step], gf, metric)
-        acc.add(distances, q_pids[start : start + step], q_camids[start : start + step])
+    q_pids, q_camids = as_ids(q_pids, "q_pids", num_q, qf.device), as_ids(q_camids, "q_camids", num_q, qf.device)
+    g_pids, g_camids = as_ids(g_pids, "g_pids", num_g, qf.device), as_ids(g_camids, "g_camids", num_g, qf.device)
+    acc = RankAccumulator(g_pids, g_camids, clip_rank(max_rank, num_g))
+    for start, distances in distance_blocks(qf, gf, metric, chunk_size):
+        stop = start + distances.size(0)
+        acc.add(distances, q_pids[start:stop], q_camids[start:stop])
         if on_block is not None:
             on_block(start, distances)
-        del distances
-    return acc.result()
+    scores = acc.result()
+    return scores.cmc, scores.mAP

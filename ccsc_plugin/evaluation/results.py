@@ -109,15 +109,50 @@ def _block(path: Path, gap: dict[str, Any], key: str) -> dict[str, Any]:
     return block
 
 
+def ranking(result: dict[str, Any]) -> str | None:
+    """How a result's ranking differs from the paper's (re-ranked, CUHK03's single-shot CMC), or None if it does not.
+
+    Results without ``rerank`` or ``use_metric_cuhk03`` (written before they were recorded) were ranked as the paper.
+    """
+    parts = []
+    rerank = result.get("rerank") or {}
+    if rerank.get("used"):
+        parts.append(f"re-ranked (k1={rerank['k1']}, k2={rerank['k2']}, λ={rerank['lambda']})")
+    if result.get("use_metric_cuhk03"):
+        parts.append("CUHK03 single-shot CMC")
+    return ", ".join(parts) or None
+
+
+def _check_ranking(path: Path, result: dict[str, Any]) -> None:
+    """``rerank`` ({"used": false}, or used with whole k1, k2 >= 1 and lambda in [0, 1]); ``use_metric_cuhk03``."""
+    if not isinstance(result.get("use_metric_cuhk03", False), bool):
+        raise ResultFileError(
+            f"{path}: use_metric_cuhk03 is {_shown(result['use_metric_cuhk03'])}, not true or false. {_AGAIN}"
+        )
+    rerank = result.get("rerank", {"used": False})
+    if not isinstance(rerank, dict) or not isinstance(rerank.get("used"), bool):
+        raise ResultFileError(
+            f"{path}: rerank is {_shown(rerank)}, not an object whose used is true or false. {_AGAIN}"
+        )
+    if not rerank["used"]:
+        return
+    for key in ("k1", "k2"):
+        value = rerank.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ResultFileError(f"{path}: rerank.{key} is {_shown(value)}, not a whole number >= 1. {_AGAIN}")
+    _number(path, "rerank.lambda", rerank.get("lambda"), 0, 1, "re-ranking's lambda weighs the original distance")
+
+
 def check_result(result: dict[str, Any], path: str | Path) -> None:
     """Raise :class:`ResultFileError` unless every metric ``result`` holds is a value a run can measure.
 
     Checked where present: rank1, rank5, rank10, mAP, mINP (finite fractions in [0, 1]; rank1 and mAP never null),
     ``epochs`` (a whole number, >= 1 for a training run, >= 0 for a test of weights saved within their first
-    epoch), ``camera_gap`` and ``warnings`` (a list of text). The message names the file, the key, the value and
-    the fix. Absent keys are the reader's to require.
+    epoch), ``rerank`` and ``use_metric_cuhk03`` (how it was ranked), ``camera_gap`` and ``warnings`` (a list of
+    text). The message names the file, the key, the value and the fix. Absent keys are the reader's to require.
     """
     path = Path(path)
+    _check_ranking(path, result)
     for key in (key for key in FRACTIONS if key in result):
         if result[key] is not None or key in REQUIRED_FRACTIONS:
             _number(path, key, result[key], 0, 1, "metrics are fractions in [0, 1] (rank-1 0.923, not 92.3)")

@@ -6,7 +6,10 @@ cell by their ``dataset`` and ``method``; several runs of one cell are averaged.
 people (the ``csv`` dataset tested on a CUHK03-detected folder, ``benchmarks/real_tables.py``) get a table of
 their own beside the paper's cell of that setting, labelled as such. Test results
 (``ccsc-reid test``, ``kind: test``) are listed in a table of their own, each under the dataset it scored.
-Last, each run's camera gap (``camera_gap`` in ``result.json``, see :mod:`~ccsc_plugin.evaluation.camera_gap`).
+Results ranked otherwise than the paper's (re-ranked, or CUHK03's single-shot CMC: ``results.ranking``) are
+never averaged into those: they get a table of their own, labelled with how they were ranked. mINP is shown
+beside each measured rank-1 and mAP (the paper gives none). Last, each run's camera gap (``camera_gap`` in
+``result.json``, see :mod:`~ccsc_plugin.evaluation.camera_gap`).
 
 A row holding a run whose ``result.json`` carries ``warnings`` (text that qualifies its score, e.g. that the
 scored identities were seen in training) has its method marked ``†``; a footnote under that table lists each
@@ -23,12 +26,20 @@ from typing import Any
 
 import yaml
 
-from ccsc_plugin.evaluation.results import RESULT_FILE, ResultFileError, check_result, read_result, result_files
+from ccsc_plugin.evaluation.results import (
+    RESULT_FILE,
+    ResultFileError,
+    check_result,
+    ranking,
+    read_result,
+    result_files,
+)
 
 RENDERED_TABLES = (1, 2, 3)
 METRICS = ("rank1", "mAP")
 TABLE_KEYS = ("dataset", "method", *METRICS, "epochs")  # what a row needs from a result.json
 METRIC_LABELS = {"rank1": "R-1", "mAP": "mAP"}
+MINP = "mINP"  # measured only: results written before it was recorded show –
 # Real-data runs at CPU scale (``dataset: csv``), by the folder name their ``test_set`` starts with: shown beside
 # the paper's cell of that setting, labelled as a CPU-scale run, never averaged into it.
 CPU_SCALE_TEST_SETS = {"cuhk03-detected": "cuhk03-detected"}
@@ -128,7 +139,7 @@ def render_table(number: int, paper: dict[str, Any], measured: dict[tuple[str, s
     for metric in METRICS:
         label = METRIC_LABELS[metric]
         header += [f"Paper {label}", f"Measured {label}", f"Δ {label}"]
-    header += ["Runs", "Epochs"]
+    header += ["Measured mINP", "Runs", "Epochs"]
     lines = [f"### {spec['title']}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     marks = _Marks()
     for dataset, dataset_label in paper["datasets"].items():
@@ -140,7 +151,8 @@ def render_table(number: int, paper: dict[str, Any], measured: dict[tuple[str, s
                 ours = _mean_percent(runs, metric)
                 row += [_fmt(published[metric], "-"), _fmt(ours, "not run"), _delta(ours, published[metric])]
             epochs = sorted({str(run.get("epochs")) for run in runs})
-            row += [str(len(runs)) if runs else "–", ", ".join(epochs) if runs else "–"]
+            row += [_fmt(_mean_percent(runs, MINP), "–"), str(len(runs)) if runs else "–"]
+            row.append(", ".join(epochs) if runs else "–")
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(marks.under(lines))
 
@@ -162,8 +174,9 @@ def render_cpu_scale(runs: Sequence[dict[str, Any]], paper: dict[str, Any]) -> s
         "### CPU-scale runs on real people (not a reproduction: the paper's cell is its own setting, ResNet-50 from "
         "ImageNet at 384x128 on CUHK03's 767/700 split)",
         "",
-        "| Test set | Method | Paper setting | Paper R-1 | Paper mAP | Measured R-1 | Measured mAP | Runs | Epochs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Test set | Method | Paper setting | Paper R-1 | Paper mAP | Measured R-1 | Measured mAP | Measured mINP "
+        "| Runs | Epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     marks = _Marks()
     for (test_set, method), group in sorted(grouped.items()):
@@ -175,7 +188,7 @@ def render_cpu_scale(runs: Sequence[dict[str, Any]], paper: dict[str, Any]) -> s
             paper["datasets"][setting],
         ]
         row += [_fmt(published.get(metric), "-") for metric in METRICS]
-        row += [_fmt(_mean_percent(group, metric), "–") for metric in METRICS]
+        row += [_fmt(_mean_percent(group, metric), "–") for metric in (*METRICS, MINP)]
         row += [str(len(group)), ", ".join(sorted({str(run.get("epochs")) for run in group}))]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(marks.under(lines))
@@ -186,15 +199,36 @@ def render_tests(tests: Sequence[dict[str, Any]], paper: dict[str, Any]) -> str:
     lines = [
         "### Tests of trained weights (ccsc-reid test; not averaged into the tables)",
         "",
-        "| Dataset | Method | Checkpoint | R-1 | mAP |",
-        "|---|---|---|---|---|",
+        "| Dataset | Method | Checkpoint | R-1 | mAP | mINP |",
+        "|---|---|---|---|---|---|",
     ]
     marks = _Marks()
     for test in tests:
         dataset, method = test.get("dataset"), test.get("method")
         dataset_label = paper["datasets"].get(dataset, str(dataset))
         row = [dataset_label, marks.method(paper["methods"].get(method, str(method)), dataset_label, [test])]
-        row += [str(test.get("checkpoint")), *(_fmt(_mean_percent([test], metric), "–") for metric in METRICS)]
+        row += [str(test.get("checkpoint")), *(_fmt(_mean_percent([test], metric), "–") for metric in (*METRICS, MINP))]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(marks.under(lines))
+
+
+def render_other_rankings(results: Sequence[dict[str, Any]], paper: dict[str, Any]) -> str:
+    """Results ranked otherwise than the paper's (``results.ranking``), one row each, labelled with how."""
+    lines = [
+        "### Re-ranked and other rankings (not comparable with the paper's cells; never averaged into them)",
+        "",
+        "| Dataset | Method | Kind | Ranking | Run | R-1 | mAP | mINP |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    marks = _Marks()
+    for result in results:
+        dataset_label = paper["datasets"].get(result.get("dataset"), str(result.get("dataset")))
+        method = marks.method(
+            paper["methods"].get(result.get("method"), str(result.get("method"))), dataset_label, [result]
+        )
+        row = [dataset_label, method, result.get("kind", "train"), str(ranking(result))]
+        row += [str(result.get("checkpoint") if result.get("kind") == "test" else result.get("save_dir"))]
+        row += [_fmt(_mean_percent([result], metric), "–") for metric in (*METRICS, MINP)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(marks.under(lines))
 
@@ -228,8 +262,10 @@ def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = REN
     paper = load_paper_results()
     measured: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     unmatched, cpu_scale = [], []
-    tests = [result for result in results if result.get("kind") == "test"]  # no kind: a training run
-    for result in (result for result in results if result.get("kind") != "test"):
+    others = [result for result in results if ranking(result) is not None]  # re-ranked, CUHK03's CMC
+    paper_ranked = [result for result in results if ranking(result) is None]
+    tests = [result for result in paper_ranked if result.get("kind") == "test"]  # no kind: a training run
+    for result in (result for result in paper_ranked if result.get("kind") != "test"):
         key = (result.get("dataset"), result.get("method"))
         if key[0] in paper["datasets"] and key[1] in paper["methods"]:
             measured[key].append(result)
@@ -241,7 +277,7 @@ def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = REN
     parts.append(
         "Numbers are %. Paper: the published value (the paper's Tables 1-4, as transcribed in "
         "ccsc_plugin/evaluation/paper_results.yaml). Measured: mean over the matching result.json files "
-        "(not run = none given). Δ = measured - paper."
+        "(not run = none given). Δ = measured - paper. mINP: measured only."
     )
     if cpu_scale:
         parts.append(render_cpu_scale(cpu_scale, paper))
@@ -254,6 +290,8 @@ def render_tables(results: Sequence[dict[str, Any]], tables: Sequence[int] = REN
         parts.append(f"Not in Tables {', '.join(map(str, tables))}: {listed}.")
     if tests:
         parts.append(render_tests(tests, paper))
+    if others:
+        parts.append(render_other_rankings(others, paper))
     with_gap = [result for result in results if isinstance(result.get("camera_gap"), dict)]  # older runs lack it
     if with_gap:
         parts.append(render_camera_gaps(with_gap, paper))

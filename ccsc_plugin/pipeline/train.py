@@ -18,6 +18,7 @@ from ccsc_plugin.data.csv_dataset import describe_test_set
 from ccsc_plugin.data.registry import csv_options, dataset_setting
 from ccsc_plugin.engine import distributed
 from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
+from ccsc_plugin.evaluation.machine import machine_record
 from ccsc_plugin.evaluation.provenance import provenance
 from ccsc_plugin.evaluation.results import RESULT_FILE, read_result, write_result
 from ccsc_plugin.pipeline import run_folder, run_lock
@@ -32,6 +33,8 @@ def run_engine(engine: ImageCCSCEngine, cfg: CN, **kwargs: Any) -> None:
         dist_metric=cfg.test.dist_metric,
         normalize_feature=cfg.test.normalize_feature,
         ranks=list(cfg.test.ranks),
+        rerank=cfg.test.rerank,
+        use_metric_cuhk03=cfg.test.use_metric_cuhk03,
         **kwargs,
     )
 
@@ -39,7 +42,8 @@ def run_engine(engine: ImageCCSCEngine, cfg: CN, **kwargs: Any) -> None:
 def summarise(
     cfg: CN, engine: ImageCCSCEngine, recipe: str | None, seconds: float, epochs: int, training: bool = True
 ) -> dict[str, Any]:
-    """The ``result.json`` of a run: the first target's metrics (and camera gap) at top level, every target below.
+    """The ``result.json`` of a run: the first target's metrics (rank-1/5/10, mAP, mINP), how they were ranked
+    (``rerank``, ``use_metric_cuhk03``) and its camera gap at top level; every target's below (``targets``).
 
     ``test_set`` names what the first target scored: for ``csv`` the test CSV's folder, or the validation ids
     (``validation: last N ids of <folder>``); for a benchmark its ``dataset`` name.
@@ -58,13 +62,16 @@ def summarise(
         "test_set": describe_test_set(**csv_options(cfg.data.csv)) if targets[0] == "csv" else dataset,
         "method": method_name(cfg),
         "paper_cell": cfg.experiment.paper_cell,
-        **{key: first.get(key) for key in ("rank1", "rank5", "rank10", "mAP", "camera_gap")},
+        **{key: first.get(key) for key in ("rank1", "rank5", "rank10", "mAP", "mINP", "camera_gap")},
+        "rerank": first.get("rerank", {"used": False}),  # whether, and how, the distances were re-ranked
+        "use_metric_cuhk03": first.get("use_metric_cuhk03", False),  # CUHK03's single-shot CMC
         "targets": engine.test_results,
         "epochs": epochs,
         "seed": cfg.train.seed,
         **provenance(),
         "config": cfg.dump(),
         "wall_time_s": round(seconds, 1),
+        "machine": machine_record(engine.device),  # what the wall time was measured on
         "save_dir": str(Path(cfg.data.save_dir).resolve()),
         "input_size": [cfg.data.height, cfg.data.width],
         **(checks.summary() if checks is not None else {}),
