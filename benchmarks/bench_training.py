@@ -93,7 +93,7 @@ def main() -> None:
         pids, camids = batch["pid"], batch["camid"]
 
         def ccsc_step():
-            ours.criterion_ccsc(features, pids, camids).backward()
+            ours.loss_terms["ccsc"].module(features, pids, camids).backward()
 
         for _ in range(5):
             ccsc_step()

@@ -1,4 +1,5 @@
-"""Losses: CCSC (the paper's Eq. 2), Wen et al.'s centre loss, batch-hard triplet, torchreid's ID loss.
+"""Losses: CCSC (the paper's Eq. 2), Wen et al.'s centre loss, batch-hard triplet, torchreid's ID loss, and the table
+of loss terms the engine trains with (:mod:`.terms`).
 
 torchreid's ``CrossEntropyLoss`` is re-exported unchanged, the way torchreid's own ``losses`` package exports its
 losses; so is its hard-mining ``TripletLoss`` (Hermans et al.), the reference that :class:`BatchHardTripletLoss`
@@ -8,9 +9,21 @@ losses; so is its hard-mining ``TripletLoss`` (Hermans et al.), the reference th
 from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.losses.ccsc import CCSCLoss, ccsc_pair_mask
 from ccsc_plugin.losses.center import CenterLoss
+from ccsc_plugin.losses.terms import LOSS_TERMS, LossContext, LossTerm, register_loss_term
 from ccsc_plugin.losses.triplet import BatchHardTripletLoss
 
 CrossEntropyLoss = torchreid.losses.CrossEntropyLoss
 TripletLoss = torchreid.losses.TripletLoss
 
-__all__ = ["BatchHardTripletLoss", "CCSCLoss", "CenterLoss", "CrossEntropyLoss", "TripletLoss", "ccsc_pair_mask"]
+__all__ = [
+    "LOSS_TERMS",
+    "BatchHardTripletLoss",
+    "CCSCLoss",
+    "CenterLoss",
+    "CrossEntropyLoss",
+    "LossContext",
+    "LossTerm",
+    "TripletLoss",
+    "ccsc_pair_mask",
+    "register_loss_term",
+]

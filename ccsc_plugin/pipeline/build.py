@@ -20,7 +20,9 @@ from ccsc_plugin.data.resumable_sampler import ResumableSampler
 from ccsc_plugin.engine import distributed
 from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
 from ccsc_plugin.engine.schedule import WARMUP_MULTISTEP, WarmupMultiStepLR
+from ccsc_plugin.losses.terms import active_terms
 from ccsc_plugin.models.ccsc_resnet import DEFAULT_NECK, MODEL_NAME, PretrainedWeightsUnavailable, create_model
+from ccsc_plugin.pipeline.engine_args import engine_arguments
 
 
 def use_gpu(cfg: CN) -> bool:
@@ -30,17 +32,12 @@ def use_gpu(cfg: CN) -> bool:
 def method_name(cfg: CN) -> str:
     """The paper's name for the loss combination, e.g. ``softmax+ccsc+triplet``; ``+bnneck`` ends a BNNeck run's.
 
+    Each term with weight > 0 adds its part, in the order of the table of terms (``losses.terms.LOSS_TERMS``).
     The suffix keeps BoT-head runs out of the paper's table cells (its model has no BNNeck).
     """
     if cfg.experiment.method:
         return cfg.experiment.method
-    parts = ["softmax"]
-    if cfg.loss.ccsc.weight > 0:
-        parts.append("ccsc" if cfg.loss.ccsc.cross_camera else "ccsc-noconstraint")
-    if cfg.loss.triplet.weight > 0:
-        parts.append("triplet")
-    if cfg.loss.center.weight > 0:
-        parts.append("center")
+    parts = [term.part_of_method(cfg.loss[term.section]) for term in active_terms(cfg.loss)]
     if cfg.model.name == MODEL_NAME and cfg.model.neck != DEFAULT_NECK:
         parts.append(cfg.model.neck)
     return "+".join(parts)
@@ -213,7 +210,7 @@ def build_scheduler(cfg: CN, optimizer: torch.optim.Optimizer):
 
 
 def build_engine(cfg: CN, datamanager=None) -> ImageCCSCEngine:
-    """Data manager, model, optimiser, schedule and engine for ``cfg``."""
+    """Data manager, model, optimiser, schedule and engine for ``cfg`` (its settings: ``engine_args``)."""
     datamanager = datamanager or build_datamanager(cfg)
     model = build_model(cfg, datamanager.num_train_pids)
     optimizer = build_optimizer(cfg, model)
@@ -223,9 +220,7 @@ def build_engine(cfg: CN, datamanager=None) -> ImageCCSCEngine:
         optimizer,
         scheduler=build_scheduler(cfg, optimizer),
         use_gpu=use_gpu(cfg),
-        loss=cfg.loss,
-        train=cfg.train,
-        test=cfg.test,
+        **engine_arguments(cfg),
         checkpoint_extras={"config": cfg.dump(), "num_classes": int(datamanager.num_train_pids)},
         ddp=distributed.is_enabled(),
     )
