@@ -196,12 +196,13 @@ class TrainingLoop:
             )
             raise full.then(fix) from None
 
-    def resume(self, path: str | Path) -> int:
+    def resume(self, state: dict[str, Any], path: str | Path) -> int:
         """Restore model, optimiser, scheduler, scaler, loss terms' state, sampler and RNG; return the start epoch.
 
-        A mid-epoch (interrupt) checkpoint continues that epoch at the next batch, in the same order.
+        ``state`` is the checkpoint already read from ``path`` (``pipeline.resume``): nothing is read here, and
+        ``path`` is named in errors and becomes ``saved_weights``. A mid-epoch (interrupt) checkpoint continues
+        that epoch at the next batch, in the same order.
         """
-        state = ckpt.load_checkpoint(ckpt.latest_checkpoint(path))
         ckpt.load_model_state(self.bare_model, state, path, fix=RESUME_FIX)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
@@ -215,7 +216,7 @@ class TrainingLoop:
             print(f"=> Continuing epoch {int(state['epoch']) + 1} at sample {int(state['sampler']['position'])}")
         elif state.get("rng") is not None:
             rng.restore(state["rng"])
-        self.saved_weights = ckpt.latest_checkpoint(path)
+        self.saved_weights = Path(path)
         return int(state["epoch"])
 
 

@@ -15,7 +15,7 @@ from ccsc_plugin.data import image_cache, samplers
 from ccsc_plugin.data.checks import DataChecks
 from ccsc_plugin.data.csv_dataset import seen_identities_warning
 from ccsc_plugin.data.loaders import build_train_loader, protect_test_loaders
-from ccsc_plugin.data.registry import PLUGIN_DATASETS, check_dataset, configure_csv, configure_synthcam, csv_options
+from ccsc_plugin.data.registry import PLUGIN_DATASETS, bound_datasets, check_dataset, csv_options
 from ccsc_plugin.data.resumable_sampler import ResumableSampler
 from ccsc_plugin.engine import distributed
 from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
@@ -44,9 +44,7 @@ def method_name(cfg: CN) -> str:
 
 
 def prepare_datasets(cfg: CN) -> None:
-    """Check benchmark folders exist and set the plugin datasets' options before torchreid loads them."""
-    configure_synthcam(dict(cfg.data.synthcam))
-    configure_csv(cfg.data.csv)
+    """Before torchreid loads anything: check the benchmark folders exist, and warn of scores on seen identities."""
     if warning := seen_identities(cfg):
         warnings.warn(warning, stacklevel=2)
     for key in ("sources", "targets"):
@@ -67,7 +65,7 @@ def seen_identities(cfg: CN) -> str | None:
 
 
 def build_datamanager(cfg: CN):
-    """torchreid's ``ImageDataManager`` for ``cfg``, checked while it loads (see ``data.checks``).
+    """torchreid's ``ImageDataManager`` for ``cfg``, checked while it loads (:mod:`ccsc_plugin.data.checks`).
 
     Unreadable images are screened out and identities counted before the sampler is built; the
     findings are kept as ``datamanager.data_checks`` for ``result.json``. With ``data.cache_images`` the same
@@ -88,7 +86,7 @@ def build_datamanager(cfg: CN):
         cfg.sampler.num_instances,
         cache=cache if cfg.data.cache_images else None,  # None: every epoch reads the files
     )
-    with checks.hooked():
+    with bound_datasets(cfg.data.synthcam, cfg.data.csv), checks.hooked():  # this run's dataset options
         datamanager = _image_datamanager(
             cfg, samplers.TORCHREID_IDENTITY_SAMPLER if plugin_sampler else cfg.sampler.train_sampler
         )

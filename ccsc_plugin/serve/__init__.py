@@ -1,2 +1,2 @@
 """Serving trained models: feature extraction, gallery ranking, FAISS index, Grad-CAM maps, the demo's
-backend and ONNX / TorchScript export. Reads checkpoints; never trains."""
+backend and ONNX export. Reads checkpoints; never trains."""
