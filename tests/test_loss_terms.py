@@ -13,6 +13,7 @@ from ccsc_plugin import pipeline
 from ccsc_plugin.config import RecipeError, load_config
 from ccsc_plugin.losses import LOSS_TERMS, LossContext, LossTerm, register_loss_term
 from ccsc_plugin.losses.terms import build_active_terms
+from ccsc_plugin.pipeline.resume import resolve_resume
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
 ONLY_L2 = ["loss.softmax.weight=0", "loss.ccsc.weight=0", "loss.l2.weight=1.0"]
@@ -152,5 +153,5 @@ def test_a_term_with_state_is_checkpointed_under_its_name_and_restored_on_resume
     assert torch.equal(torch.load(path, weights_only=True)["center"]["centers"], centres)  # the key older runs hold
     resumed = pipeline.build_engine(cfg, engine.datamanager)
     assert resumed.loss_terms["center"].module.centers.abs().sum() == 0
-    resumed.resume(tmp_path / "run")
+    resumed.resume(resolve_resume(str(tmp_path / "run")).state, path)
     assert torch.equal(resumed.loss_terms["center"].module.centers, centres)
