@@ -26,6 +26,7 @@ from _common import HEADER, alternate, generated_market, log, recipe, row, timed
 
 from ccsc_plugin import pipeline
 from ccsc_plugin._torchreid import torchreid
+from ccsc_plugin.cli.options import add_set_option
 from ccsc_plugin.config import load_config
 from ccsc_plugin.engine import precision
 
@@ -47,9 +48,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1], help="--epoch: data.workers values")
     parser.add_argument("--max-batches", type=int, default=0, help="--epoch: stop each epoch after N (0: all)")
     parser.add_argument("--repeats", type=int, default=1, help="--epoch: epochs of each setting, in turns (median)")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="--epoch: a recipe override"
-    )
+    add_set_option(parser, scope=" (--epoch only)")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.epoch:
@@ -93,7 +92,7 @@ def main() -> None:
         pids, camids = batch["pid"], batch["camid"]
 
         def ccsc_step():
-            ours.criterion_ccsc(features, pids, camids).backward()
+            ours.loss_terms["ccsc"].module(features, pids, camids).backward()
 
         for _ in range(5):
             ccsc_step()

@@ -40,6 +40,7 @@ from yacs.config import CfgNode as CN
 from ccsc_plugin import checkpoint as ckpt
 from ccsc_plugin import pipeline
 from ccsc_plugin.cli import USER_ERRORS
+from ccsc_plugin.cli.options import add_set_option
 from ccsc_plugin.config import load_config
 from ccsc_plugin.engine.interrupt import TrainingInterrupted
 from ccsc_plugin.evaluation.machine import describe
@@ -517,6 +518,11 @@ def write_figure(results: Mapping[str, Sequence], seed: int, figure: Path) -> st
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (``--set`` as ``ccsc-reid``'s: :func:`ccsc_plugin.cli.options.add_set_option`)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of softmax and softmax+CCSC")
     parser.add_argument("--other-seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of the other methods")
@@ -527,14 +533,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="METHOD",
         help=f"train and tabulate only this recipe (repeatable): {', '.join(ALL_METHODS)}",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe key in every run, e.g. --set train.max_epoch=8 (repeatable)",
-    )
+    add_set_option(parser, scope=" in every run")
     parser.add_argument(
         "--validation",
         action="store_true",
@@ -569,7 +568,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"camera-gap figure (default: {FIGURE}, with --validation RUNS_DIR/camera_gap.png)",
     )
-    return parser.parse_args(argv)
+    return parser
 
 
 def default_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from _common import format_mean_sd
 
 from ccsc_plugin import pipeline
+from ccsc_plugin.cli.options import add_set_option
 from ccsc_plugin.config import load_config
 from ccsc_plugin.evaluation.results import RESULT_FILE, read_result
 
@@ -83,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_set_option(parser, scope=" in every run")
     parser.add_argument("--out", type=Path, default=Path("runs/synthetic_tables"))
     args = parser.parse_args()
     if len(args.seeds) < 2:

@@ -67,7 +67,7 @@ def atomic_write(path: str | Path, write, size_hint: int | None = None) -> Path:
 
     The temporary file sits beside ``path`` (same filesystem, so the rename is atomic) and is removed
     if ``write`` fails; the previous ``path``, if any, is untouched until the rename. A full disk raises
-    :class:`~ccsc_plugin.errors.NoSpaceLeft` naming the folder and about ``size_hint`` bytes needed.
+    :class:`NoSpaceLeft` naming the folder and about ``size_hint`` bytes needed.
     """
     path = Path(path)
     try:

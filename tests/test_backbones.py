@@ -161,8 +161,8 @@ def test_feature_size_is_measured_when_the_model_does_not_say_it(tiny_cfg):
     assert feature_dim(model, 64, 32) == 512 and model.training  # its mode is left as it was
     datamanager = pipeline.build_datamanager(tiny_cfg)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    engine = ImageCCSCEngine(datamanager, model, optimizer, use_gpu=False, loss={"center": {"weight": 0.1}})
-    assert engine.criterion_center.centers.shape == (datamanager.num_train_pids, 512)
+    engine = ImageCCSCEngine(datamanager, model, optimizer, use_gpu=False, losses={"center": {"weight": 0.1}})
+    assert engine.loss_terms["center"].module.centers.shape == (datamanager.num_train_pids, 512)
 
 
 # ------------------------------------------------------------------------------------------- recipes

@@ -205,14 +205,14 @@ def test_the_engine_applies_metric_losses_to_f_and_the_softmax_to_the_bn_logits(
     model = engine.model
     model.reduction.register_forward_hook(lambda module, inputs, output: seen.update(f=output.flatten(1)))
     model.classifier.register_forward_hook(lambda module, inputs, output: seen.update(bn=inputs[0]))
-    for name in ("criterion_ccsc", "criterion_triplet", "criterion_center"):
-        getattr(engine, name).register_forward_pre_hook(
+    for name in ("ccsc", "triplet", "center"):
+        engine.loss_terms[name].module.register_forward_pre_hook(
             lambda module, inputs, name=name: seen.update({name: inputs[0]})
         )
     engine.set_model_mode("train")
     summary = engine.forward_backward(next(iter(engine.train_loader)))
     assert {"loss_ccsc", "loss_triplet", "loss_center"} <= set(summary)
-    for name in ("criterion_ccsc", "criterion_triplet", "criterion_center"):
+    for name in ("ccsc", "triplet", "center"):
         torch.testing.assert_close(seen[name], seen["f"])
     assert not torch.allclose(seen["bn"], seen["f"], atol=1e-3)
 

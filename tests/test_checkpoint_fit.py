@@ -96,7 +96,8 @@ def test_resume_from_a_run_of_another_model_is_a_message(tiny_checkpoint, tiny_o
         overrides, resume = tiny_overrides, misfit_checkpoint(tiny_checkpoint, tmp_path / "five-ids.pt", "other-ids")
     assert main(["train", BASE, *as_args(overrides), "--resume", str(resume)]) == 2
     err = capsys.readouterr().err
-    assert f"{resume} does not fit model" in err and "--resume continues a run of this recipe's model" in err
+    read = latest_checkpoint(resume)  # the file resumed: a run folder's newest checkpoint
+    assert f"{read} does not fit model" in err and "--resume continues a run of this recipe's model" in err
     assert {"architecture": "missing", "ids": "classifier.weight ([5, 512] in the file, [8, 512]"}[other] in err
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import importlib
 import re
 import subprocess
 import sys
@@ -10,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from ccsc_plugin.cli import main
+from ccsc_plugin.cli import build_parser, main
+from ccsc_plugin.cli.options import add_set_option
 from ccsc_plugin.evaluation.results import read_result
 from ccsc_plugin.evaluation.tables import find_results, render_tables
 
-BASE = str(Path(__file__).resolve().parents[1] / "recipes" / "base.yaml")
+REPO = Path(__file__).resolve().parents[1]
+BASE = str(REPO / "recipes" / "base.yaml")
 
 
 def as_args(overrides: list[str]) -> list[str]:
@@ -111,6 +115,44 @@ def test_test_writes_beside_the_training_result_and_the_table_files_each_under_i
     test_rows = markdown.split("### Tests of trained weights")[1].split("### ")[0]  # up to the camera-gap table
     assert f"| csv | Softmax + CCSC | {(run / 'checkpoints' / 'epoch-002.pt').resolve()} |" in test_rows
     assert test_rows.count("| Market-1501 | Softmax + CCSC |") == 2
+
+
+def set_option(parser: argparse.ArgumentParser) -> argparse.Action:
+    """``parser``'s ``--set`` declaration."""
+    (action,) = [action for action in parser._actions if "--set" in action.option_strings]
+    return action
+
+
+def parser_of(command: str, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
+    """The parser of a ``ccsc-reid`` sub-command, or of ``benchmarks/real_tables.py``."""
+    if command == "benchmarks/real_tables.py":
+        monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # the scripts import _common
+        return importlib.import_module("real_tables").build_parser()
+    (commands,) = [action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction)]
+    return commands.choices[command]
+
+
+# every command line that overrides recipe keys -> what else it needs to parse
+TAKES_OVERRIDES = {
+    "train": ["RECIPE"],
+    "test": ["RECIPE", "--weights", "RUN"],
+    "export": ["RECIPE", "--onnx", "out.onnx"],
+    "quickstart": [],
+    "benchmarks/real_tables.py": [],
+}
+
+
+@pytest.mark.parametrize("command", TAKES_OVERRIDES)
+def test_every_command_line_declares_set_as_the_one_helper_does(command, monkeypatch):
+    parser = parser_of(command, monkeypatch)
+    action, helper = set_option(parser), add_set_option(argparse.ArgumentParser())
+    fields = ("option_strings", "dest", "metavar", "default", "nargs", "type", "required")
+    assert type(action) is type(helper)
+    assert {f: getattr(action, f) for f in fields} == {f: getattr(helper, f) for f in fields}
+    head, tail = helper.help.split(", e.g.")  # the help may say where the overrides apply, in between
+    assert action.help.startswith(head) and action.help.endswith(f", e.g.{tail}"), action.help
+    args = parser.parse_args([*TAKES_OVERRIDES[command], "--set", "train.lr=0.1", "--set", "train.lr=0.2"])
+    assert args.overrides == ["train.lr=0.1", "train.lr=0.2"]  # repeatable, in order: the last one wins
 
 
 def test_unknown_key_exits_2_with_the_nearest_key(capsys):

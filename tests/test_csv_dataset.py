@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ccsc_plugin import pipeline
+from ccsc_plugin._torchreid import image_dataset_registry
 from ccsc_plugin.cli import main
 from ccsc_plugin.config import RecipeError, load_config
 from ccsc_plugin.data.csv_dataset import (
@@ -273,6 +274,18 @@ def test_datamanager_trains_without_the_validation_ids_and_tests_on_them(folder_
         manager = pipeline.build_datamanager(load_config(RECIPES / "base.yaml", overrides))
     assert manager.num_train_pids == len({row["pid"] for row in folder_rows["train"]}) - 2
     assert len(manager.test_loader["csv"]["query"].dataset) == 2 * 3  # 2 identities x 3 cameras
+
+
+def test_data_managers_built_one_after_the_other_read_their_own_csv_options(folder_rows, tmp_path, tiny_overrides):
+    path = write_csv(tmp_path / "labels.csv", folder_rows["train"])
+    managers = []
+    for val_ids in (2, 3):
+        overrides = [*tiny_overrides, "data.sources=[csv]", f"data.csv.path={path}", f"data.csv.val_ids={val_ids}"]
+        managers.append(pipeline.build_datamanager(load_config(RECIPES / "base.yaml", overrides)))
+    identities = len({row["pid"] for row in folder_rows["train"]})
+    assert [manager.num_train_pids for manager in managers] == [identities - 2, identities - 3]
+    assert [len(manager.test_loader["csv"]["query"].dataset) for manager in managers] == [2 * 3, 3 * 3]
+    assert image_dataset_registry()["csv"] is CSVDataset  # no run's options left bound for the next data manager
 
 
 @pytest.mark.parametrize(

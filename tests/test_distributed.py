@@ -66,7 +66,7 @@ def _train_one_epoch(rank: int, world_size: int, port: int, overrides: list[str]
             "parameters": {name: p.detach() for name, p in engine.bare_model.named_parameters()},
             "pids": [sorted(set(data["pid"].tolist())) for data in engine.train_loader],
             "gathered_sizes": gathered_sizes,
-            "centers": engine.criterion_center.centers,
+            "centers": engine.loss_terms["center"].module.centers,
         },
         Path(out) / f"rank{rank}.pt",
     )

@@ -11,16 +11,11 @@ import torch
 from ccsc_plugin import pipeline
 from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.checkpoint import load_checkpoint
-from ccsc_plugin.config import get_default_config, load_config
-from ccsc_plugin.engine.ccsc_engine import (
-    ImageCCSCEngine,
-    default_loss_section,
-    default_test_section,
-    default_train_section,
-    over_defaults,
-)
+from ccsc_plugin.config import load_config
+from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
 from ccsc_plugin.evaluation.rerank import RerankMemoryError, RerankSettings
 from ccsc_plugin.evaluation.results import read_result
+from ccsc_plugin.losses.terms import loss_sections
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
 
@@ -96,23 +91,32 @@ def test_train_evaluate_checkpoint_and_resume(tiny_cfg, tiny_overrides):
     assert "Resuming at epoch 3" in (run / "train.log").read_text()
 
 
-def test_engine_defaults_are_the_recipes_defaults():
-    cfg = get_default_config()
-    assert default_loss_section() == cfg.loss
-    assert {key: cfg.train[key] for key in default_train_section()} == default_train_section()
-    assert {key: cfg.test[key] for key in default_test_section()} == default_test_section()
-
-
-def test_engine_built_by_hand_takes_part_of_a_section_over_the_defaults(tiny_cfg):
+@pytest.fixture
+def by_hand(tiny_cfg):
+    """What a user hands the engine by hand: a data manager, a model and an optimiser."""
     datamanager = pipeline.build_datamanager(tiny_cfg)
     model = pipeline.build_model(tiny_cfg, datamanager.num_train_pids)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    loss = {"triplet": {"weight": 1.0, "margin": 0.5}, "ccsc": {"cross_camera": False}}
-    train = {"channels_last": False, "amp": "bf16", "lr": 1.0}  # keys the engine does not read are ignored
-    engine = ImageCCSCEngine(datamanager, model, optimizer, use_gpu=False, loss=loss, train=train)
-    assert engine.weights == {"id": 1.0, "ccsc": 1.5, "triplet": 1.0, "center": 0.0}
-    assert engine.criterion_triplet.margin == 0.5 and engine.criterion_center is None
-    assert not engine.criterion_ccsc.cross_camera and engine.criterion_ccsc.include_self
+    return datamanager, model, torch.optim.SGD(model.parameters(), lr=0.01)
+
+
+def test_engine_built_by_hand_trains_the_papers_terms_by_default(by_hand):
+    engine = ImageCCSCEngine(*by_hand, use_gpu=False)
+    assert {name: active.weight for name, active in engine.loss_terms.items()} == {"id": 1.0, "ccsc": 1.5}
+    assert engine.memory_format is torch.channels_last and engine.amp_dtype is None and not engine.test_flip
+    assert engine.rerank_settings == RerankSettings() and engine.forward_model is engine.model
+
+
+def test_engine_built_by_hand_takes_part_of_a_section_over_the_defaults(by_hand):
+    losses = {"triplet": {"weight": 1.0, "margin": 0.5}, "ccsc": {"cross_camera": False}}
+    engine = ImageCCSCEngine(*by_hand, use_gpu=False, losses=losses, channels_last=False, amp="bf16")
+    assert {name: active.weight for name, active in engine.loss_terms.items()} == {
+        "id": 1.0,
+        "ccsc": 1.5,
+        "triplet": 1.0,
+    }
+    assert engine.loss_terms["triplet"].module.margin == 0.5 and "center" not in engine.loss_terms
+    ccsc = engine.loss_terms["ccsc"].module
+    assert not ccsc.cross_camera and ccsc.include_self
     assert engine.memory_format is torch.contiguous_format and engine.amp_dtype is torch.bfloat16
     assert engine.forward_model is engine.model and not engine.gather_features
     engine.set_model_mode("train")
@@ -123,22 +127,52 @@ def test_engine_built_by_hand_takes_part_of_a_section_over_the_defaults(tiny_cfg
 @pytest.mark.parametrize(
     ("given", "error", "message"),
     [
-        ({"centre": {"weight": 0.1}}, KeyError, "loss.centre is not a key of the engine's loss section"),
-        ({"center": {"wieght": 0.1}}, KeyError, "loss.center.wieght is not a key"),
+        ({"centre": {"weight": 0.1}}, KeyError, "loss.centre is not a loss term's section; the sections are softmax"),
+        ({"center": {"wieght": 0.1}}, KeyError, "loss.center.wieght is not a key of loss.center: weight, alpha"),
         ({"ccsc": 0.0}, TypeError, "loss.ccsc is a section"),
+        ({"gather_features": True}, KeyError, "loss.gather_features is the engine's gather_features argument"),
     ],
 )
 def test_a_loss_key_the_engine_does_not_know_is_an_error(given, error, message):
     with pytest.raises(error, match=message):
-        over_defaults(default_loss_section(), given, "loss")
+        loss_sections(given)
 
 
-def test_an_amp_mode_the_engine_does_not_know_is_an_error(tiny_cfg):
-    datamanager = pipeline.build_datamanager(tiny_cfg)
-    model = pipeline.build_model(tiny_cfg, datamanager.num_train_pids)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    with pytest.raises(ValueError, match="amp must be one of"):
-        ImageCCSCEngine(datamanager, model, optimizer, use_gpu=False, train={"amp": "fp8"})
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"amp": "fp8"}, ValueError, "amp must be one of"),
+        ({"losses": {"centre": {"weight": 0.1}}}, KeyError, "loss.centre is not a loss term's section"),
+        ({"train": {"amp": "bf16"}}, TypeError, "unexpected keyword argument 'train'"),  # no section read loosely
+        ({"losses": {"softmax": {"weight": 0}, "ccsc": {"weight": 0}}}, ValueError, "Every loss weight is 0"),
+    ],
+    ids=["amp", "loss-section", "train-section", "nothing-trains"],
+)
+def test_an_engine_argument_the_engine_does_not_know_is_an_error(by_hand, arguments, error, message):
+    with pytest.raises(error, match=message):
+        ImageCCSCEngine(*by_hand, use_gpu=False, **arguments)
+
+
+ENGINE_KEYS = {  # each recipe key the engine takes, set off its default -> how the engine shows it
+    "loss.triplet.margin=0.5": lambda engine: engine.loss_terms["triplet"].module.margin == 0.5,
+    "loss.ccsc.weight=0.5": lambda engine: engine.loss_terms["ccsc"].weight == 0.5,
+    "loss.gather_features=true": lambda engine: engine.gather_features,
+    "train.amp=bf16": lambda engine: engine.amp_dtype is torch.bfloat16,
+    "train.channels_last=false": lambda engine: engine.memory_format is torch.contiguous_format,
+    "test.flip=true": lambda engine: engine.test_flip,
+    "test.rerank_k1=5": lambda engine: engine.rerank_settings.k1 == 5,
+    "test.rerank_k2=3": lambda engine: engine.rerank_settings.k2 == 3,
+    "test.rerank_lambda=0.5": lambda engine: engine.rerank_settings.lambda_value == 0.5,
+    "test.rerank_max_mb=10": lambda engine: engine.rerank_settings.max_mb == 10,
+}
+
+
+def test_each_recipe_key_the_engine_takes_reaches_it(tiny_overrides):
+    overrides = [*tiny_overrides, "loss.triplet.weight=1.0"]
+    plain = pipeline.build_engine(load_config(BASE, overrides))
+    changed = pipeline.build_engine(load_config(BASE, [*overrides, *ENGINE_KEYS]), plain.datamanager)
+    assert [key for key, shows in ENGINE_KEYS.items() if shows(plain)] == []
+    assert [key for key, shows in ENGINE_KEYS.items() if not shows(changed)] == []
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ import pytest
 import torch
 from conftest import tiny_run_overrides
 
+from ccsc_plugin import checkpoint as ckpt
 from ccsc_plugin import cli, pipeline
 from ccsc_plugin.checkpoint import latest_checkpoint, load_checkpoint
 from ccsc_plugin.config import load_config
@@ -193,6 +194,44 @@ def test_resuming_a_checkpoint_with_more_epochs_than_max_epoch_exits_2(finished_
     err = capsys.readouterr().err
     assert "2 epochs" in err and "train.max_epoch=1" in err and "Traceback" not in err
     assert checkpoint_bytes(run) == before
+
+
+@pytest.fixture
+def checkpoint_reads(monkeypatch) -> dict[str, list[Path]]:
+    """Every checkpoint lookup (``latest_checkpoint``) and file read (``torch.load``) made while the test runs."""
+    calls: dict[str, list[Path]] = {"looked_up": [], "read": []}
+    original_lookup, original_load = ckpt.latest_checkpoint, torch.load
+
+    def latest_checkpoint(run_dir, *args, **kwargs):
+        calls["looked_up"].append(Path(run_dir).resolve())
+        return original_lookup(run_dir, *args, **kwargs)
+
+    def load(source, *args, **kwargs):
+        if isinstance(source, str | Path):
+            calls["read"].append(Path(source).resolve())
+        return original_load(source, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "latest_checkpoint", latest_checkpoint)
+    monkeypatch.setattr(torch, "load", load)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("left", "max_epoch"),
+    [("nothing", 1), ("the final evaluation", 1), pytest.param("an epoch", 2, marks=pytest.mark.slow)],
+)
+def test_a_resumed_run_looks_up_and_reads_its_checkpoint_once(
+    tiny_checkpoint, tiny_overrides, tmp_path, checkpoint_reads, left, max_epoch
+):
+    run = tmp_path / "run"  # tiny_overrides' data.save_dir
+    shutil.copytree(tiny_checkpoint, run)  # one epoch done: checkpoints/epoch-001.pt
+    if left == "nothing":
+        write_result(run, {"kind": "train", "epochs": 1})
+    overrides = [*tiny_overrides, f"train.max_epoch={max_epoch}", "train.warmup_epochs=0", f"model.resume={run}"]
+    result = pipeline.train(load_config(BASE, overrides))
+    assert read_result(run) == result and result["epochs"] == max_epoch
+    assert checkpoint_reads["looked_up"] == [run.resolve()]
+    assert checkpoint_reads["read"].count((run / "checkpoints" / "epoch-001.pt").resolve()) == 1
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import torch
 
 from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.losses import CCSCLoss, CenterLoss, CrossEntropyLoss, TripletLoss
+from ccsc_plugin.losses.ccsc import SIMILARITY_EPS
 
 
 def eq2_reference(features, pids, camids, cross_camera=True, include_self=True):
@@ -129,6 +130,49 @@ def test_bf16_autocast_computes_in_float32():
     assert loss.dtype == torch.float32
     expected = CCSCLoss()(features.bfloat16().float(), pids, camids)
     assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_opposite_features_of_one_person_give_a_finite_loss_and_gradient():
+    """At S = -1, D = 1 / (1 + S) is infinite; the guard holds it at 1 / eps."""
+    feature = 3.0 * torch.eye(8)[:1]  # normalised exactly: S = -1 to the bit
+    features = torch.cat([feature, -feature]).requires_grad_(True)
+    loss = CCSCLoss()(features, torch.tensor([0, 0]), torch.tensor([0, 1]))
+    assert loss.item() == pytest.approx(1.0 / SIMILARITY_EPS, rel=1e-3)
+    loss.backward()
+    assert torch.isfinite(features.grad).all()
+
+
+def test_an_opposite_pair_outside_the_mask_leaves_the_loss_equal_to_eq2():
+    """Masked out by the multiply (no indexing), an infinite D would make 0 * inf = NaN without the guard."""
+    feature = 3.0 * torch.eye(8)[:1]  # normalised exactly: S = -1 to the bit
+    features = torch.cat([feature, -feature, torch.rand(2, 8) + 0.05]).requires_grad_(True)
+    pids, camids = torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 0, 1])  # 0 and 1: other people, opposite
+    loss = CCSCLoss()(features, pids, camids)
+    expected = eq2_reference(features.detach().double().tolist(), pids.tolist(), camids.tolist())
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    loss.backward()
+    assert torch.isfinite(features.grad).all() and torch.equal(features.grad[:2], torch.zeros(2, 8))
+
+
+@pytest.mark.parametrize(
+    ("pids", "camids"),
+    [([0, 0, 1, 1], [0, 1, 0, 1]), ([0, 1, 2, 3], [0, 1, 0, 1])],
+    ids=["pairs", "no-pair"],
+)
+def test_the_loss_never_asks_the_device_for_a_python_value(monkeypatch, pids, camids):
+    """No ``bool(tensor)`` / ``.item()`` in the forward: a GPU step never waits for the device (no host sync)."""
+    features = torch.rand(len(pids), 8, requires_grad=True)
+    pids, camids = torch.tensor(pids), torch.tensor(camids)
+    expected = eq2_reference(features.detach().double().tolist(), pids.tolist(), camids.tolist())
+
+    def host_sync(tensor, *args, **kwargs):
+        raise AssertionError("CCSCLoss turned a tensor into a Python value (a host sync on a GPU)")
+
+    for name in ("__bool__", "__int__", "__float__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, host_sync)
+    loss = CCSCLoss()(features, pids, camids)
+    monkeypatch.undo()
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
 
 
 def test_center_loss_value_and_wen_update():

@@ -8,10 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from ccsc_plugin import pipeline
+from ccsc_plugin import pipeline, shipped
 from ccsc_plugin.checkpoint import latest_checkpoint
 from ccsc_plugin.cli import build_parser, main
-from ccsc_plugin.cli.quickstart import RUNS, cross_domain_label, cross_domain_note, format_comparison, run_quickstart
+from ccsc_plugin.cli.quickstart import (
+    DEFAULT_RECIPE,
+    RUNS,
+    cross_domain_label,
+    cross_domain_note,
+    format_comparison,
+    run_folders,
+    run_quickstart,
+)
+from ccsc_plugin.cli.serving import run_demo
+from ccsc_plugin.config import load_config
+from ccsc_plugin.serve import demo_backend
+from ccsc_plugin.serve.gallery import DemoInputError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,8 +38,19 @@ TINY_QUICKSTART = [
 ]
 
 
-def test_runs_are_where_the_demo_looks():
-    assert {folder for folder, _ in RUNS.values()} == {"baseline", "ccsc"}  # the demo's default paths
+def test_runs_are_where_the_demo_looks(monkeypatch):
+    """``ccsc-reid demo`` without ``--weights`` opens the folders ``ccsc-reid quickstart`` trains into, in its order."""
+    looked_at = []
+
+    def backend(weights, **kwargs):  # stands in for DemoBackend: record the rows, serve nothing
+        looked_at.extend(weights)
+        raise DemoInputError("recorded")
+
+    monkeypatch.setattr(demo_backend, "DemoBackend", backend)
+    monkeypatch.setattr(shipped, "demo_app", lambda: None)
+    assert run_demo(build_parser().parse_args(["demo"])) == 2
+    trained_in = run_folders(load_config(DEFAULT_RECIPE))
+    assert [Path(weights) for weights in looked_at] == list(trained_in.values())
 
 
 def test_real_set_is_opt_in_on_the_command_line():

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from ccsc_plugin.checkpoint import save_checkpoint
 from ccsc_plugin.config import load_config
 from ccsc_plugin.evaluation.results import write_result
+from ccsc_plugin.pipeline.resume import resolve_resume
 from ccsc_plugin.pipeline.run_folder import RunFolderTaken, claim, path_for_test_result, run_files
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
@@ -17,9 +19,7 @@ BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
 def plant_run(folder: Path, *checkpoints: str) -> Path:
     """A run folder as training leaves it: the named checkpoints, result.json, train.log, a tensorboard log."""
     for name in checkpoints:
-        path = folder / "checkpoints" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"weights")
+        save_checkpoint({"state_dict": {}, "epoch": 1}, folder / "checkpoints" / name)
     write_result(folder, {"kind": "train"})
     (folder / "train.log").write_text("=> Start training\n")
     (folder / "events.out.tfevents.1.host").write_bytes(b"events")
@@ -40,7 +40,7 @@ def test_a_folder_holding_another_run_is_refused_and_left_untouched(tmp_path, re
     leftover = killed_save(run / "checkpoints", "epoch-003.pt")
     before = sorted(run.rglob("*"))
     with pytest.raises(RunFolderTaken) as error:
-        claim(run, str(tmp_path / resume) if resume else "")
+        claim(run, resolve_resume(str(tmp_path / resume) if resume else ""))
     message = str(error.value)
     assert f"{run} already holds a run (checkpoints/epoch-001.pt, checkpoints/epoch-002.pt, result.json)" in message
     assert "data.save_dir=NEW_FOLDER" in message and f"--resume {run}" in message and "--overwrite" in message
@@ -68,14 +68,14 @@ def test_a_new_folder_or_one_with_only_a_log_is_free(tmp_path):
 def test_resuming_a_checkpoint_of_the_folder_itself_is_allowed(tmp_path, resume):
     run = plant_run(tmp_path / "run", "epoch-001.pt", "epoch-001-batch-0002.pt")
     before = sorted(run.rglob("*"))
-    assert claim(run, str(tmp_path / resume)) == []
+    assert claim(run, resolve_resume(str(tmp_path / resume))) == []
     assert sorted(run.rglob("*")) == before
 
 
 def test_overwrite_cannot_remove_the_checkpoint_being_resumed(tmp_path):
     run = plant_run(tmp_path / "run", "epoch-001.pt")
     with pytest.raises(RunFolderTaken, match="Drop --overwrite to continue that run, or drop --resume"):
-        claim(run, str(run), overwrite=True)
+        claim(run, resolve_resume(str(run)), overwrite=True)
     assert (run / "checkpoints" / "epoch-001.pt").is_file()
 
 
@@ -109,7 +109,7 @@ def test_temporaries_of_a_killed_save_are_removed_at_the_next_start(tmp_path, re
     kept = [run / "my.tmp", run / ".hidden"]  # not atomic_write's: left alone
     for path in kept:
         path.write_text("mine")
-    (note,) = claim(run, str(run) if resume else "")
+    (note,) = claim(run, resolve_resume(str(run) if resume else ""))
     assert note.startswith(f"=> Removed what a killed save left in {run}: ")
     assert all(str(path.relative_to(run)) in note and not path.exists() for path in leftovers)
     assert all(path.exists() for path in kept)

@@ -90,7 +90,7 @@ def test_negative_workers_is_a_recipe_error(tiny_overrides):
 @pytest.mark.slow
 def test_compile_switch_runs_a_compiled_step(tiny_cfg):
     datamanager = pipeline.build_datamanager(tiny_cfg)
-    engine = tiny_engine(datamanager, train={"compile": True})
+    engine = tiny_engine(datamanager, compile=True)
     model = engine.model
     assert isinstance(engine.forward_model, torch._dynamo.eval_frame.OptimizedModule)
     assert engine.forward_model._orig_mod is engine.model  # checkpoints keep the plain module's keys

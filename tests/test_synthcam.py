@@ -11,7 +11,7 @@ import pytest
 from ccsc_plugin._torchreid import image_dataset_registry, torchreid
 from ccsc_plugin.config import RecipeError, load_config
 from ccsc_plugin.data import synthcam, synthcam_render
-from ccsc_plugin.data.registry import configure_synthcam
+from ccsc_plugin.data.registry import bound_datasets
 from ccsc_plugin.data.synthcam import SynthCam, SynthCamSpec, generate, render_shot
 from ccsc_plugin.data.synthcam_render import identity
 
@@ -143,15 +143,12 @@ OTHER_SPEC = SynthCamSpec(num_train_ids=4, num_test_ids=2, num_cams=2, images_pe
 
 
 @pytest.mark.parametrize("by_name", [False, True], ids=["constructed", "by-name-through-torchreid"])
-def test_datasets_built_one_after_the_other_keep_their_own_specs(tmp_path, monkeypatch, by_name):
-    registry = image_dataset_registry()
-    monkeypatch.setitem(registry, "synthcam", registry["synthcam"])  # configure_synthcam's binding, undone after
-
+def test_datasets_built_one_after_the_other_keep_their_own_specs(tmp_path, by_name):
     def build(spec: SynthCamSpec) -> SynthCam:
         if not by_name:
             return SynthCam(root=str(tmp_path), spec=spec, verbose=False)
-        configure_synthcam(spec.__dict__)  # as pipeline.prepare_datasets does with a recipe's data.synthcam
-        return torchreid.data.datasets.init_image_dataset("synthcam", root=str(tmp_path), verbose=False)
+        with bound_datasets(synthcam=spec.__dict__):  # as pipeline.build_datamanager binds a recipe's data.synthcam
+            return torchreid.data.datasets.init_image_dataset("synthcam", root=str(tmp_path), verbose=False)
 
     first, second = build(SPEC), build(OTHER_SPEC)
     assert (first.spec, second.spec) == (SPEC, OTHER_SPEC)
@@ -159,6 +156,7 @@ def test_datasets_built_one_after_the_other_keep_their_own_specs(tmp_path, monke
     assert (first.num_train_pids, second.num_train_pids) == (SPEC.num_train_ids, OTHER_SPEC.num_train_ids)
     assert (first.num_train_cams, second.num_train_cams) == (SPEC.num_cams, OTHER_SPEC.num_cams)
     assert not hasattr(SynthCam, "spec")  # no class-level spec for one dataset to leave behind for the next
+    assert image_dataset_registry()["synthcam"] is SynthCam  # nor a spec bound in torchreid's registry
 
 
 def test_quickstart_recipe_is_the_paper_family_sized_for_a_cpu():

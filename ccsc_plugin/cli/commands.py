@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ccsc_plugin.checkpoint import NOTHING_TO_TEST, CheckpointError, NoSpaceLeft, latest_checkpoint
+from ccsc_plugin.cli.options import RUN_OR_CHECKPOINT, add_flip_option, add_set_option, positive_int
 from ccsc_plugin.config import RecipeError, load_config
 from ccsc_plugin.data.csv_dataset import CSVDatasetError
 from ccsc_plugin.data.integrity import BadImageError
@@ -31,14 +32,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe YAML, e.g. recipes/market1501/softmax_ccsc.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe key, e.g. --set train.max_epoch=10 (repeatable)",
-    )
+    add_set_option(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,17 +70,17 @@ def _add_test_command(commands: argparse._SubParsersAction) -> None:
         help="evaluate trained weights with a recipe's data and test settings; writes data.save_dir/tests/*.json",
     )
     _add_recipe_args(test)
-    test.add_argument("--weights", required=True, help="checkpoint file or run folder (its latest checkpoint)")
+    test.add_argument("--weights", required=True, help=RUN_OR_CHECKPOINT)
     test.add_argument(
         "--visrank",
-        type=_positive_int,
+        type=positive_int,
         metavar="K",
         help="also draw each query's top-K (green: right identity, red: wrong) and list them in ranks.csv, under "
         "tests/<result>-visrank/<target>/",
     )
     test.add_argument(
         "--visrank-queries",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="rank lists of the first N queries only (query order; default: all)",
     )
@@ -96,7 +90,7 @@ def _add_extract_command(commands: argparse._SubParsersAction) -> None:
     extract = commands.add_parser(
         "extract", help="test features of a folder's or a CSV's images into a .npz (features, paths[, pids, camids])"
     )
-    extract.add_argument("weights", metavar="RUN", help="checkpoint file or run folder (its latest checkpoint)")
+    extract.add_argument("weights", metavar="RUN", help=RUN_OR_CHECKPOINT)
     extract.add_argument(
         "--images",
         required=True,
@@ -104,45 +98,23 @@ def _add_extract_command(commands: argparse._SubParsersAction) -> None:
         help="a folder (every image below it, sorted) or a CSV with a path column (and pid,camid: kept in the .npz)",
     )
     extract.add_argument("--out", required=True, metavar="FEATS.npz", help="archive to write, e.g. feats.npz")
-    extract.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default: 64)")
+    extract.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (default: 64)")
     extract.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    _add_flip_option(extract, "average each image's features with its mirror's")
-
-
-def _positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
+    add_flip_option(extract, "average each image's features with its mirror's")
 
 
 def _add_export_command(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="export a trained model to ONNX (image batch -> 512-d features)")
     export.add_argument("source", help="checkpoint file, run folder (its latest checkpoint) or recipe YAML")
     export.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write, e.g. model.onnx")
-    export.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides"
-    )
-    _add_flip_option(export, "export the flip-averaged model (two passes in the graph)")
-
-
-def _add_flip_option(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument(
-        "--flip",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=f"test-time flip: {what}; --no-flip: off (default: the checkpoint's or recipe's test.flip)",
-    )
+    add_set_option(export, scope=" (a recipe SOURCE only: a checkpoint keeps its stored recipe)")
+    add_flip_option(export, "export the flip-averaged model (two passes in the graph)")
 
 
 def _add_quickstart_command(commands: argparse._SubParsersAction) -> None:
     quickstart = commands.add_parser("quickstart", help="train baseline and CCSC on the generated set and compare")
     quickstart.add_argument("--recipe", default=None, help="quickstart recipe (default: recipes/quickstart.yaml)")
-    quickstart.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_set_option(quickstart, scope=" of the quickstart recipe")
     quickstart.add_argument(
         "--real-set",
         metavar="FOLDER",
@@ -192,7 +164,7 @@ def _add_demo_command(commands: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 is faster on a busy machine)"
     )
-    _add_flip_option(demo, "average each feature with its mirror image's")
+    add_flip_option(demo, "average each feature with its mirror image's")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from yacs.config import CfgNode as CN
+
 from ccsc_plugin import pipeline
 from ccsc_plugin.config import load_config
 from ccsc_plugin.data.csv_dataset import read_rows, split_rows
@@ -25,8 +27,14 @@ from ccsc_plugin.pipeline.run_folder import run_files
 from ccsc_plugin.shipped import recipe
 
 DEFAULT_RECIPE = recipe("quickstart.yaml")
-# label -> (run folder under runs/quickstart, CCSC weight; None keeps the recipe's lambda)
+# label -> (run folder beside the recipe's data.save_dir, CCSC weight; None keeps the recipe's lambda)
 RUNS = {"softmax (baseline)": ("baseline", 0.0), "softmax + CCSC": ("ccsc", None)}
+
+
+def run_folders(cfg: CN) -> dict[str, Path]:
+    """label -> the folder that model is trained in: beside ``cfg``'s ``data.save_dir`` (``runs/quickstart/*``
+    for the shipped recipe, where ``ccsc-reid demo`` looks by default)."""
+    return {label: Path(cfg.data.save_dir).parent / folder for label, (folder, _) in RUNS.items()}
 
 
 def run_quickstart(
@@ -40,14 +48,13 @@ def run_quickstart(
     start = time.time()
     recipe = Path(recipe or DEFAULT_RECIPE)
     cfg = load_config(recipe, overrides)
-    runs_root = Path(cfg.data.save_dir).parent
     labels_csv = real_set_csv(real_set) if real_set is not None else None
     trained_on = ", ".join(cfg.data.sources)
     note = cross_domain_note(labels_csv, trained_on) if labels_csv else None
     results: dict[str, dict[str, dict]] = {}
     trained: dict[str, tuple[Path, str]] = {}  # label -> (run folder, the checkpoint just trained there)
-    for step, (label, (folder, ccsc_weight)) in enumerate(RUNS.items(), start=1):
-        run_dir = runs_root / folder
+    for step, (label, run_dir) in enumerate(run_folders(cfg).items(), start=1):
+        ccsc_weight = RUNS[label][1]
         extra = [f"data.save_dir={run_dir}"]
         if ccsc_weight is not None:
             extra.append(f"loss.ccsc.weight={ccsc_weight}")

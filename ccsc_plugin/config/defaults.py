@@ -12,6 +12,7 @@ from typing import Any
 from yacs.config import CfgNode as CN
 
 from ccsc_plugin.evaluation.rerank import RerankSettings
+from ccsc_plugin.losses.terms import loss_sections
 from ccsc_plugin.models import CCSC_SUFFIX, DEFAULT_NECK, DEFAULT_NECK_FEAT, PAPER_MODEL
 
 RERANK = RerankSettings()  # the paper's (Zhong et al.) and torchreid's re-ranking parameters
@@ -141,21 +142,10 @@ def _train() -> CN:
 
 
 def _loss() -> CN:
-    loss = CN()
-    loss.softmax = CN()
-    loss.softmax.weight = 1.0
-    loss.softmax.label_smooth = False  # the paper uses plain softmax cross-entropy
-    loss.ccsc = CN()
-    loss.ccsc.weight = 1.5  # lambda (paper Sec. 4.2)
-    loss.ccsc.cross_camera = True  # False = Table 2's "without constraint"
-    loss.ccsc.include_self = True  # only used when cross_camera=False (Algorithm 1 keeps i = j)
-    loss.triplet = CN()
-    loss.triplet.weight = 0.0
-    loss.triplet.margin = 0.3
-    loss.center = CN()
-    loss.center.weight = 0.0
-    loss.center.alpha = 0.5
-    loss.gather_features = False  # under DDP: CCSC and triplet terms over all ranks' features
+    """Each loss term's section with its defaults, from the table of terms (``losses.terms.LOSS_TERMS``: the paper's
+    softmax + 1.5 CCSC, lambda of Sec. 4.2), and ``gather_features``."""
+    loss = CN(loss_sections())
+    loss.gather_features = False  # under DDP: the pair terms (CCSC, triplet) over all ranks' features
     return loss
 
 

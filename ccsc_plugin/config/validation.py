@@ -23,6 +23,7 @@ from ccsc_plugin.engine.precision import AMP_MODES
 from ccsc_plugin.engine.schedule import LR_SCHEDULERS
 from ccsc_plugin.errors import RecipeError
 from ccsc_plugin.evaluation.metrics import DIST_METRICS
+from ccsc_plugin.losses.terms import LOSS_TERMS, WEIGHT_BOUNDS, nothing_trains
 from ccsc_plugin.models import CCSC_SUFFIX, DEFAULT_NECK, NECK_FEATS, NECKS, is_ccsc_model, model_name_problem
 
 OPTIMIZERS = tuple(submodule("optim.optimizer").AVAI_OPTIMS)  # what torchreid.optim.build_optimizer builds
@@ -54,7 +55,8 @@ class Range:
 AT_LEAST_0, AT_LEAST_1, POSITIVE = Range(0), Range(1), Range(0, low_open=True)
 SEEDS = Range(0, 2**32 - 1)  # numpy's seed range (torchreid's set_random_seed seeds numpy too)
 
-# Every numeric key with the values that can train; a list key's items must all be in its range.
+# Every numeric key with the values that can train; a list key's items must all be in its range. The loss terms'
+# keys come from their table (loss_ranges).
 RANGES: dict[str, Range] = {
     "data.workers": Range(0, note="0 = load in the training process"),
     "data.cache_max_mb": Range(0, low_open=True, note="MB of decoded crops to keep, 1 MB = 2**20 bytes"),
@@ -78,12 +80,6 @@ RANGES: dict[str, Range] = {
     "train.seed": SEEDS,
     "adam.beta1": Range(0, 1, high_open=True),
     "adam.beta2": Range(0, 1, high_open=True),
-    "loss.softmax.weight": AT_LEAST_0,
-    "loss.ccsc.weight": AT_LEAST_0,
-    "loss.triplet.weight": AT_LEAST_0,
-    "loss.triplet.margin": AT_LEAST_0,
-    "loss.center.weight": AT_LEAST_0,
-    "loss.center.alpha": Range(0, 1),
     "test.batch_size": AT_LEAST_1,
     "test.ranks": AT_LEAST_1,
     "test.start_eval": AT_LEAST_0,
@@ -107,18 +103,27 @@ CHOICES: dict[str, tuple[str, ...]] = {
 RGB_KEYS = ("data.norm_mean", "data.norm_std")
 
 
+def loss_ranges() -> dict[str, Range]:
+    """Each loss term's weight (>= 0) and the ranges its entry of ``losses.terms.LOSS_TERMS`` gives its other keys."""
+    return {
+        f"loss.{term.section}.{key}": Range(low, high)
+        for term in LOSS_TERMS.values()
+        for key, (low, high) in {"weight": WEIGHT_BOUNDS, **term.ranges}.items()
+    }
+
+
 def _value(cfg: CN, key: str) -> Any:
     return functools.reduce(lambda node, part: node[part], key.split("."), cfg)
 
 
-def _key_problem(key: str, value: Any) -> str | None:
+def _key_problem(key: str, value: Any, ranges: dict[str, Range]) -> str | None:
     """What is wrong with one key's value on its own (non-finite, out of range, not a choice), if anything."""
     items = value if isinstance(value, list) else [value]
     must = f"{key} must hold" if isinstance(value, list) else f"{key} must be"
     if any(isinstance(item, float) and not math.isfinite(item) for item in items):
         return f"{must} {'finite numbers' if isinstance(value, list) else 'a finite number'}, got {value!r}."
-    if key in RANGES and not all(item in RANGES[key] for item in items):
-        return f"{must} {'values ' if isinstance(value, list) else ''}{RANGES[key]}, got {value!r}."
+    if key in ranges and not all(item in ranges[key] for item in items):
+        return f"{must} {'values ' if isinstance(value, list) else ''}{ranges[key]}, got {value!r}."
     if key in CHOICES and value not in CHOICES[key]:
         return f"{key} must be one of {', '.join(CHOICES[key])}; got {value!r}."
     return None
@@ -150,6 +155,8 @@ def _relation_problems(cfg: CN) -> list[str]:
     if cfg.test.eval_freq != -1 and cfg.test.eval_freq < 1:
         problems.append(f"test.eval_freq must be -1 (evaluate at the end only) or >= 1, got {cfg.test.eval_freq}.")
     problems += _model_problems(cfg.model)
+    if problem := nothing_trains(cfg.loss):
+        problems.append(problem)
     uses_csv = "csv" in list(cfg.data.sources) + list(cfg.data.targets)
     if uses_csv and not cfg.data.csv.path:
         problems.append("data.csv.path must name a CSV file (path,pid,camid[,split]) when a dataset is 'csv'.")
@@ -200,7 +207,8 @@ def _model_problems(model: CN) -> list[str]:
 def validate(cfg: CN) -> None:
     """Reject impossible values before any training starts; each problem is listed once, naming the key."""
     keys = [key for key in flat_keys(cfg) if not isinstance(_value(cfg, key), CN)]
-    problems = [problem for key in keys if (problem := _key_problem(key, _value(cfg, key))) is not None]
+    ranges = {**RANGES, **loss_ranges()}
+    problems = [problem for key in keys if (problem := _key_problem(key, _value(cfg, key), ranges)) is not None]
     problems += _relation_problems(cfg)
     if problems:
         raise RecipeError("Invalid recipe:\n  " + "\n  ".join(problems))

@@ -208,7 +208,7 @@ class CSVDataset(ImageDataset):
     """torchreid image dataset over the CSV ``csv_path`` (and ``test_path`` / ``val_ids``, see :func:`load_splits`).
 
     torchreid constructs datasets by name with its own arguments only, so the recipe's options reach it
-    as a ``functools.partial`` registered under ``csv`` (``datasets.configure_csv``).
+    bound for one data manager's construction (:func:`ccsc_plugin.data.registry.bound_datasets`).
     A CSV without query or gallery rows can still be a training source: like torchreid's train-only
     CUHK-SYSU it then stands one training image in for the empty sets (``_train_only``), and only its
     use as a test target (``mode`` query or gallery) is an error.

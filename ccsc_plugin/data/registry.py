@@ -2,13 +2,21 @@
 
 torchreid tries to *download* a benchmark whose folder is missing, which fails offline with an
 obscure error; :func:`check_dataset` fails first, naming the path and the expected layout.
+
+torchreid builds a dataset by name with its own arguments only: ``ImageDataManager(...)`` calls
+``init_image_dataset(name, root=..., mode=...)``, which looks ``name`` up in its registry while the data
+manager is constructed, and never again. The recipe's ``data.csv`` and ``data.synthcam`` options therefore reach
+the plugin's datasets through :func:`bound_datasets`: for one construction the registry holds the classes with
+those options bound, then the plain classes again. Each data manager (each run, several in one process)
+sees its own options, and none is left behind for the next.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +73,6 @@ REQUIRED_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
-# Sub-folders a benchmark needs, under the first of its candidate base folders that exists
-# (torchreid's Market1501 accepts the release folder or its contents directly under market1501/).
 class DatasetNotFound(FileNotFoundError):
     """A benchmark's folder, or a file its loader reads, is missing under ``data.root``."""
 
@@ -128,25 +134,27 @@ def csv_options(csv_node: Any) -> dict[str, Any]:
     return {"csv_path": absolute(csv_node.path), "test_path": absolute(csv_node.test_path), "val_ids": csv_node.val_ids}
 
 
-def configure_csv(csv_node: Any) -> dict[str, Any]:
-    """Register the ``csv`` dataset with a recipe's ``data.csv`` options bound; return those options.
+@contextlib.contextmanager
+def bound_datasets(synthcam: Mapping[str, Any] | None = None, csv: Any | None = None) -> Iterator[None]:
+    """While the block runs, torchreid builds ``synthcam`` and ``csv`` by name with a recipe's options bound.
 
-    torchreid builds a dataset by name with its own arguments only, so the options travel as a
-    ``functools.partial`` in its registry (which ``register_image_dataset`` would refuse to replace).
+    ``synthcam`` is a recipe's ``data.synthcam`` (checked as a :class:`SynthCamSpec` first), ``csv`` its
+    ``data.csv`` section; a dataset not given keeps its plain class. The options travel as a
+    ``functools.partial`` in torchreid's registry (which ``register_image_dataset`` would refuse to replace),
+    and the previous entries are put back when the block ends, however it ends.
     """
-    options = csv_options(csv_node)
-    image_dataset_registry()["csv"] = functools.partial(CSVDataset, **options)
-    return options
-
-
-def configure_synthcam(options: Mapping[str, Any]) -> SynthCamSpec:
-    """Register the ``synthcam`` dataset with a recipe's ``data.synthcam`` options bound; return their spec.
-
-    Bound as ``configure_csv`` binds the CSV options: each dataset built by name gets the spec as an argument.
-    """
-    spec = SynthCamSpec(**options)
-    image_dataset_registry()["synthcam"] = functools.partial(SynthCam, spec=spec)
-    return spec
+    bound = {}
+    if synthcam is not None:
+        bound["synthcam"] = functools.partial(SynthCam, spec=SynthCamSpec(**synthcam))
+    if csv is not None:
+        bound["csv"] = functools.partial(CSVDataset, **csv_options(csv))
+    registry = image_dataset_registry()
+    previous = {name: registry[name] for name in bound}
+    registry.update(bound)
+    try:
+        yield
+    finally:
+        registry.update(previous)
 
 
 def register_datasets() -> None:

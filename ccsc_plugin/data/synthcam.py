@@ -123,7 +123,7 @@ class SynthCam(Market1501):
     """torchreid image dataset over a generated SynthCam tree (generated on first use).
 
     ``spec`` selects the set (default: :class:`SynthCamSpec`'s). torchreid builds datasets by name with its
-    own arguments only, so ``registry.configure_synthcam`` registers this class with a recipe's spec bound.
+    own arguments only, so :func:`ccsc_plugin.data.registry.bound_datasets` binds a recipe's spec for one build.
     """
 
     dataset_dir = "synthcam"

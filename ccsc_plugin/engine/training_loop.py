@@ -2,7 +2,8 @@
 
 :class:`TrainingLoop` is a mixin placed before torchreid's ``Engine`` in the engine's bases: it replaces
 ``run``, ``save_model`` and ``resume`` and wraps ``train``. It reads the engine's ``bare_model``, ``optimizer``,
-``scheduler``, ``scaler``, ``criterion_center`` and ``checkpoint_extras``, and calls its ``check_test_arguments``.
+``scheduler``, ``scaler``, ``loss_terms`` (whose state it checkpoints) and ``checkpoint_extras``, and calls its
+``check_test_arguments``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ccsc_plugin import rng
 from ccsc_plugin.data.resumable_sampler import ResumableSampler
 from ccsc_plugin.engine import distributed
 from ccsc_plugin.engine.interrupt import StopOnSignal, TrainingInterrupted
+from ccsc_plugin.losses.terms import load_term_states, term_states
 
 RESUME_FIX = (
     "--resume continues a run of this recipe's model on the same training data: pass that run, or drop --resume "
@@ -151,7 +153,11 @@ class TrainingLoop:
         super().train(*args, **kwargs)
 
     def checkpoint_state(self, epoch: int, rank1: float | None) -> dict[str, Any]:
-        """Everything needed to resume after ``epoch`` epochs, as tensors and plain values."""
+        """Everything needed to resume after ``epoch`` epochs, as tensors and plain values.
+
+        A loss term with state (the centre loss's centres) is stored under its name (the centres under
+        ``center``, the key older checkpoints hold).
+        """
         state = {
             "state_dict": self.bare_model.state_dict(),
             "epoch": int(epoch),
@@ -162,9 +168,10 @@ class TrainingLoop:
             "rng": rng.capture(),  # python, numpy, torch (and CUDA) generators: the next epoch draws the same
             **self.checkpoint_extras,
         }
-        if self.criterion_center is not None:
-            state["center"] = self.criterion_center.state_dict()
-        return state
+        losses = term_states(self.loss_terms)
+        if clash := sorted(set(losses) & {*state, "sampler"}):  # sampler: added by save_resume_point
+            raise ValueError(f"The loss term(s) {', '.join(clash)} would overwrite checkpoint entries: rename them.")
+        return {**state, **losses}
 
     def save_model(self, epoch: int, rank1, save_dir: str, is_best: bool = False) -> Path:
         """Atomic, ``weights_only``-loadable replacement of torchreid's ``save_model`` (rank 0 writes)."""
@@ -189,27 +196,27 @@ class TrainingLoop:
             )
             raise full.then(fix) from None
 
-    def resume(self, path: str | Path) -> int:
-        """Restore model, optimiser, scheduler, scaler, centres, sampler and RNG; return the epoch to start from.
+    def resume(self, state: dict[str, Any], path: str | Path) -> int:
+        """Restore model, optimiser, scheduler, scaler, loss terms' state, sampler and RNG; return the start epoch.
 
-        A mid-epoch (interrupt) checkpoint continues that epoch at the next batch, in the same order.
+        ``state`` is the checkpoint already read from ``path`` (``pipeline.resume``): nothing is read here, and
+        ``path`` is named in errors and becomes ``saved_weights``. A mid-epoch (interrupt) checkpoint continues
+        that epoch at the next batch, in the same order.
         """
-        state = ckpt.load_checkpoint(ckpt.latest_checkpoint(path))
         ckpt.load_model_state(self.bare_model, state, path, fix=RESUME_FIX)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        if self.criterion_center is not None and "center" in state:
-            self.criterion_center.load_state_dict(state["center"])
+        load_term_states(self.loss_terms, state)
         sampler = self.train_sampler()
         if "sampler" in state and sampler is not None:
             sampler.load_state(state["sampler"], state.get("rng"))  # RNG restored when its batches start
             print(f"=> Continuing epoch {int(state['epoch']) + 1} at sample {int(state['sampler']['position'])}")
         elif state.get("rng") is not None:
             rng.restore(state["rng"])
-        self.saved_weights = ckpt.latest_checkpoint(path)
+        self.saved_weights = Path(path)
         return int(state["epoch"])
 
 

@@ -15,12 +15,14 @@ from ccsc_plugin.data import image_cache, samplers
 from ccsc_plugin.data.checks import DataChecks
 from ccsc_plugin.data.csv_dataset import seen_identities_warning
 from ccsc_plugin.data.loaders import build_train_loader, protect_test_loaders
-from ccsc_plugin.data.registry import PLUGIN_DATASETS, check_dataset, configure_csv, configure_synthcam, csv_options
+from ccsc_plugin.data.registry import PLUGIN_DATASETS, bound_datasets, check_dataset, csv_options
 from ccsc_plugin.data.resumable_sampler import ResumableSampler
 from ccsc_plugin.engine import distributed
 from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
 from ccsc_plugin.engine.schedule import WARMUP_MULTISTEP, WarmupMultiStepLR
+from ccsc_plugin.losses.terms import active_terms
 from ccsc_plugin.models import DEFAULT_NECK, PretrainedWeightsUnavailable, create_model, is_ccsc_model
+from ccsc_plugin.pipeline.engine_args import engine_arguments
 
 
 def use_gpu(cfg: CN) -> bool:
@@ -30,26 +32,19 @@ def use_gpu(cfg: CN) -> bool:
 def method_name(cfg: CN) -> str:
     """The paper's name for the loss combination, e.g. ``softmax+ccsc+triplet``; ``+bnneck`` ends a BNNeck run's.
 
+    Each term with weight > 0 adds its part, in the order of the table of terms (``losses.terms.LOSS_TERMS``).
     The suffix keeps BoT-head runs out of the paper's table cells (its model has no BNNeck).
     """
     if cfg.experiment.method:
         return cfg.experiment.method
-    parts = ["softmax"]
-    if cfg.loss.ccsc.weight > 0:
-        parts.append("ccsc" if cfg.loss.ccsc.cross_camera else "ccsc-noconstraint")
-    if cfg.loss.triplet.weight > 0:
-        parts.append("triplet")
-    if cfg.loss.center.weight > 0:
-        parts.append("center")
+    parts = [term.part_of_method(cfg.loss[term.section]) for term in active_terms(cfg.loss)]
     if is_ccsc_model(cfg.model.name) and cfg.model.neck != DEFAULT_NECK:
         parts.append(cfg.model.neck)
     return "+".join(parts)
 
 
 def prepare_datasets(cfg: CN) -> None:
-    """Check benchmark folders exist and set the plugin datasets' options before torchreid loads them."""
-    configure_synthcam(dict(cfg.data.synthcam))
-    configure_csv(cfg.data.csv)
+    """Before torchreid loads anything: check the benchmark folders exist, and warn of scores on seen identities."""
     if warning := seen_identities(cfg):
         warnings.warn(warning, stacklevel=2)
     for key in ("sources", "targets"):
@@ -70,7 +65,7 @@ def seen_identities(cfg: CN) -> str | None:
 
 
 def build_datamanager(cfg: CN):
-    """torchreid's ``ImageDataManager`` for ``cfg``, checked while it loads (see ``data.checks``).
+    """torchreid's ``ImageDataManager`` for ``cfg``, checked while it loads (:mod:`ccsc_plugin.data.checks`).
 
     Unreadable images are screened out and identities counted before the sampler is built; the
     findings are kept as ``datamanager.data_checks`` for ``result.json``. With ``data.cache_images`` the same
@@ -91,7 +86,7 @@ def build_datamanager(cfg: CN):
         cfg.sampler.num_instances,
         cache=cache if cfg.data.cache_images else None,  # None: every epoch reads the files
     )
-    with checks.hooked():
+    with bound_datasets(cfg.data.synthcam, cfg.data.csv), checks.hooked():  # this run's dataset options
         datamanager = _image_datamanager(
             cfg, samplers.TORCHREID_IDENTITY_SAMPLER if plugin_sampler else cfg.sampler.train_sampler
         )
@@ -211,7 +206,7 @@ def build_scheduler(cfg: CN, optimizer: torch.optim.Optimizer):
 
 
 def build_engine(cfg: CN, datamanager=None) -> ImageCCSCEngine:
-    """Data manager, model, optimiser, schedule and engine for ``cfg``."""
+    """Data manager, model, optimiser, schedule and engine for ``cfg`` (its settings: ``engine_args``)."""
     datamanager = datamanager or build_datamanager(cfg)
     model = build_model(cfg, datamanager.num_train_pids)
     optimizer = build_optimizer(cfg, model)
@@ -221,9 +216,7 @@ def build_engine(cfg: CN, datamanager=None) -> ImageCCSCEngine:
         optimizer,
         scheduler=build_scheduler(cfg, optimizer),
         use_gpu=use_gpu(cfg),
-        loss=cfg.loss,
-        train=cfg.train,
-        test=cfg.test,
+        **engine_arguments(cfg),
         checkpoint_extras={"config": cfg.dump(), "num_classes": int(datamanager.num_train_pids)},
         ddp=distributed.is_enabled(),
     )

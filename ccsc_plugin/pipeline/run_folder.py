@@ -20,6 +20,7 @@ from ccsc_plugin import checkpoint as ckpt
 from ccsc_plugin.config import RecipeError
 from ccsc_plugin.engine import distributed
 from ccsc_plugin.evaluation.results import RESULT_FILE, TEST_DIR
+from ccsc_plugin.pipeline.resume import ResumePoint
 
 TRAIN_LOG = "train.log"
 TEST_LOG = "test.log"
@@ -67,11 +68,12 @@ def run_files(save_dir: str | Path) -> list[Path]:
     ]
 
 
-def claim(save_dir: str | Path, resume: str = "", overwrite: bool = False) -> list[str]:
+def claim(save_dir: str | Path, resume: ResumePoint | None = None, overwrite: bool = False) -> list[str]:
     """Make ``save_dir`` this training run's folder, or raise :class:`RunFolderTaken`; return what to log.
 
-    Allowed: an empty or new folder, a resume of a checkpoint inside ``save_dir``, or ``overwrite``
-    (the old run's files are removed first). Under DDP every rank checks and rank 0 removes.
+    Allowed: an empty or new folder, a resume of a checkpoint inside ``save_dir`` (``resume``, resolved once by
+    :func:`~ccsc_plugin.pipeline.resume.resolve_resume`), or ``overwrite`` (the old run's files are removed
+    first). Under DDP every rank checks and rank 0 removes.
     """
     save_dir = Path(save_dir)
     resumed = _resumed_here(save_dir, resume)
@@ -121,16 +123,16 @@ def rank_lists_folder(test_result: Path) -> Path:
     return test_result.with_name(f"{test_result.stem}{RANK_LISTS_SUFFIX}")
 
 
-def _resumed_here(save_dir: Path, resume: str) -> Path | None:
-    """The checkpoint ``resume`` names, if it lies in ``save_dir`` (the same run, continued)."""
-    if not resume:
+def _resumed_here(save_dir: Path, resume: ResumePoint | None) -> Path | None:
+    """The checkpoint being resumed, if it lies in ``save_dir`` (the same run, continued)."""
+    if resume is None:
         return None
-    checkpoint = ckpt.latest_checkpoint(resume, ckpt.NOTHING_TO_RESUME).resolve()
+    checkpoint = resume.path.resolve()
     return checkpoint if checkpoint.parent == (save_dir / ckpt.CHECKPOINT_DIR).resolve() else None
 
 
-def _taken_message(save_dir: Path, taken: list[Path], resume: str) -> str:
-    elsewhere = f" (--resume {resume} is a checkpoint of another folder)" if resume else ""
+def _taken_message(save_dir: Path, taken: list[Path], resume: ResumePoint | None) -> str:
+    elsewhere = f" (--resume {resume.requested} is a checkpoint of another folder)" if resume is not None else ""
     return (
         f"{save_dir} already holds a run ({_listing(save_dir, taken)}){elsewhere}. A run folder belongs to one "
         "run: training into it would mix two models. Choose one:\n"

@@ -23,6 +23,7 @@ from ccsc_plugin.evaluation.provenance import provenance
 from ccsc_plugin.evaluation.results import RESULT_FILE, read_result, write_result
 from ccsc_plugin.pipeline import run_folder, run_lock
 from ccsc_plugin.pipeline.build import build_datamanager, build_engine, method_name, seen_identities, use_gpu
+from ccsc_plugin.pipeline.resume import ResumePoint, resolve_resume
 from ccsc_plugin.pipeline.run_log import log_to
 
 
@@ -86,7 +87,10 @@ def summarise(
 
 
 def ccsc_warning(cfg: CN, datamanager) -> str | None:
-    """Why ``cfg``'s CCSC term can never act on ``datamanager``'s train set (see ``data.checks``), or None."""
+    """Why ``cfg``'s CCSC term can never act on ``datamanager``'s train set, or None.
+
+    The identity counts come from the data manager's checks (:mod:`ccsc_plugin.data.checks`).
+    """
     checks = getattr(datamanager, "data_checks", None)
     counts = checks.identities if checks is not None else None
     return ccsc_inactive_warning(counts, cfg.loss.ccsc.weight, cfg.loss.ccsc.cross_camera)
@@ -104,8 +108,9 @@ def train(cfg: CN, recipe: str | None = None, overwrite: bool = False) -> dict[s
     :mod:`ccsc_plugin.pipeline.run_lock`, until it ends), and free, hold the run being resumed, or be cleared by
     ``overwrite`` (:func:`ccsc_plugin.pipeline.run_folder.claim`); anything else stops before a file is written.
 
-    A resumed run that has done all ``train.max_epoch`` epochs is not trained again: it returns its
-    ``result.json``, or evaluates its last checkpoint when that result is missing (see ``finished_result``).
+    ``model.resume`` is resolved and its checkpoint read once (:func:`~ccsc_plugin.pipeline.resume.resolve_resume`),
+    then passed down. A resumed run that has done all ``train.max_epoch`` epochs is not trained again: it returns
+    its ``result.json``, or evaluates its last checkpoint when that result is missing (see ``finished_result``).
     SIGINT / SIGTERM save a resumable checkpoint after the current step, or stop an evaluation (whose
     checkpoint is saved before it starts), and raise :class:`~ccsc_plugin.engine.interrupt.TrainingInterrupted`;
     a NaN or infinite loss raises :class:`~ccsc_plugin.engine.nonfinite.NonFiniteLoss` before its step, leaving the
@@ -121,24 +126,27 @@ def train(cfg: CN, recipe: str | None = None, overwrite: bool = False) -> dict[s
     try:
         held = run_lock.hold(save_dir) if distributed.is_main_process() else contextlib.nullcontext([])
         with held as lock_notes:  # for the whole run: a second training into save_dir stops (run_lock)
-            if cfg.model.resume and (finished := finished_result(cfg, save_dir, recipe)) is not None:
+            resume = resolve_resume(cfg.model.resume)
+            if resume is not None and (finished := finished_result(cfg, save_dir, recipe, resume)) is not None:
                 return finished
-            return _train(cfg, recipe, save_dir, start, overwrite, lock_notes)
+            notes = run_folder.claim(save_dir, resume, overwrite)
+            with log_to(save_dir / run_folder.TRAIN_LOG):
+                for note in [*lock_notes, *notes]:
+                    print(note)
+                return _train_in_folder(cfg, recipe, save_dir, start, resume)
     finally:
         if ddp:
             distributed.shutdown()
 
 
-def finished_result(cfg: CN, save_dir: Path, recipe: str | None) -> dict[str, Any] | None:
-    """The result of the run ``model.resume`` continues if that run has done all ``train.max_epoch`` epochs.
+def finished_result(cfg: CN, save_dir: Path, recipe: str | None, resume: ResumePoint) -> dict[str, Any] | None:
+    """The result of the run ``resume`` continues if that run has done all ``train.max_epoch`` epochs.
 
     ``None`` when there is training left, or evaluation: no ``result.json`` in ``save_dir`` for that many
     epochs (e.g. stopped during the final evaluation), which the resumed run then writes. A checkpoint
     beyond ``train.max_epoch`` is a :class:`RecipeError`.
     """
-    checkpoint = ckpt.latest_checkpoint(cfg.model.resume, ckpt.NOTHING_TO_RESUME)
-    state = ckpt.load_checkpoint(checkpoint)
-    epochs, mid_epoch, max_epoch = int(state["epoch"]), "sampler" in state, cfg.train.max_epoch
+    checkpoint, epochs, mid_epoch, max_epoch = resume.path, resume.epochs, resume.mid_epoch, cfg.train.max_epoch
     if epochs + mid_epoch > max_epoch:
         done = f"{epochs} epochs" + (" and part of the next" if mid_epoch else "")
         raise RecipeError(
@@ -153,23 +161,15 @@ def finished_result(cfg: CN, save_dir: Path, recipe: str | None) -> dict[str, An
     print(
         f"=> {save_dir} is complete: {checkpoint} has done all {epochs} epochs (train.max_epoch={max_epoch}) and "
         f"{result_file} holds its result. Nothing to do. To train it longer, resume with a larger max_epoch: "
-        f"ccsc-reid train {recipe or 'RECIPE'} --set train.max_epoch=N --resume {cfg.model.resume} (N > {epochs})"
+        f"ccsc-reid train {recipe or 'RECIPE'} --set train.max_epoch=N --resume {resume.requested} (N > {epochs})"
     )
     return result
 
 
-def _train(
-    cfg: CN, recipe: str | None, save_dir: Path, start: float, overwrite: bool, lock_notes: list[str]
+def _train_in_folder(
+    cfg: CN, recipe: str | None, save_dir: Path, start: float, resume: ResumePoint | None
 ) -> dict[str, Any]:
-    """Claim the run folder this process holds, then train in it, logging to its ``train.log``."""
-    notes = run_folder.claim(save_dir, cfg.model.resume, overwrite)
-    with log_to(save_dir / run_folder.TRAIN_LOG):
-        for note in [*lock_notes, *notes]:
-            print(note)
-        return _train_in_folder(cfg, recipe, save_dir, start)
-
-
-def _train_in_folder(cfg: CN, recipe: str | None, save_dir: Path, start: float) -> dict[str, Any]:
+    """Build the data manager and engine, restore ``resume`` if any, train, evaluate and write ``result.json``."""
     if distributed.world_size() > 1:
         print(f"=> DDP: {distributed.world_size()} processes, backend {torch.distributed.get_backend()}")
     torchreid.utils.set_random_seed(cfg.train.seed + distributed.rank())  # ranks differ in augmentation
@@ -178,8 +178,8 @@ def _train_in_folder(cfg: CN, recipe: str | None, save_dir: Path, start: float) 
     engine = build_engine(cfg, datamanager)
     if warning := ccsc_warning(cfg, datamanager):
         print(f"=> WARNING: {warning}")
-    start_epoch = engine.resume(cfg.model.resume) if cfg.model.resume else cfg.train.start_epoch
-    if cfg.model.resume and start_epoch == cfg.train.max_epoch:  # its result.json is missing (finished_result)
+    start_epoch = engine.resume(resume.state, resume.path) if resume is not None else cfg.train.start_epoch
+    if resume is not None and start_epoch == cfg.train.max_epoch:  # its result.json is missing (finished_result)
         print(f"=> {engine.saved_weights} has done all {start_epoch} epochs: evaluating it")
     elif start_epoch:
         print(f"=> Resuming at epoch {start_epoch + 1}")

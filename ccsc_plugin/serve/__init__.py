@@ -1,5 +1,5 @@
 """Serving trained models: feature extraction, gallery ranking, FAISS index, Grad-CAM maps, the demo's
-backend and ONNX / TorchScript export. Reads checkpoints; never trains.
+backend and ONNX export. Reads checkpoints; never trains.
 
 The public names below are imported on first use (PEP 562 ``__getattr__``): Grad-CAM (pytorch-grad-cam) and
 ONNX (onnx, onnxruntime) take seconds to import (2.8 s and 1.3 s measured), which ``FeatureExtractor`` alone

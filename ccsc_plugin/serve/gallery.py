@@ -16,7 +16,7 @@ from yacs.config import CfgNode as CN
 from ccsc_plugin._torchreid import image_dataset_registry, torchreid
 from ccsc_plugin.data.csv_dataset import CSVDatasetError, read_rows, split_rows
 from ccsc_plugin.data.images import read_image
-from ccsc_plugin.data.registry import PLUGIN_DATASETS, check_dataset, configure_csv, configure_synthcam
+from ccsc_plugin.data.registry import PLUGIN_DATASETS, bound_datasets, check_dataset
 
 _MARKET_NAME = re.compile(r"([-\d]+)_c(\d)")
 
@@ -82,13 +82,12 @@ def _torchreid_split(name: str, root: str | Path, cfg: CN | None) -> QueryGaller
             f"Unknown dataset {name!r}: give a torchreid dataset name ({', '.join(sorted(image_dataset_registry()))}), "
             "a CSV file (path,pid,camid) or a folder with query/ and bounding_box_test/."
         )
-    if name == "synthcam" and cfg is not None:
-        configure_synthcam(dict(cfg.data.synthcam))
-    if name == "csv" and cfg is not None:
-        configure_csv(cfg.data.csv)  # the checkpoint's test set: data.csv.test_path, val_ids or its split
+    # the checkpoint's options of a plugin dataset: its synthcam spec, or its csv test set (test_path, val_ids...)
+    options = {name: cfg.data[name]} if name in PLUGIN_DATASETS and cfg is not None else {}
     if name not in PLUGIN_DATASETS:
         check_dataset(name, root)
-    dataset = torchreid.data.datasets.init_image_dataset(name, root=str(root), mode="query", verbose=False)
+    with bound_datasets(**options):
+        dataset = torchreid.data.datasets.init_image_dataset(name, root=str(root), mode="query", verbose=False)
     return QueryGallery(
         name=name,
         query=[Item(str(row[0]), int(row[1]), int(row[2])) for row in dataset.query],
