@@ -1,4 +1,4 @@
-"""Training speed on the CPU: ImageCCSCEngine (resnet50_ccsc, softmax + CCSC) against torchreid's
+"""Training speed on the CPU: ImageCCSCEngine (resnet50_ccsc or --model, softmax + CCSC) against torchreid's
 ImageSoftmaxEngine with torchreid's resnet50_fc512, same batches and input size; bf16 autocast
 (``train.amp=bf16``) against float32, with what ``train.amp=auto`` picks on this CPU and why; and CCSC's own
 cost (loss forward + backward) as a fraction of a training step. Prints a Markdown table.
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps of each engine")
     parser.add_argument("--steps", type=int, default=3, help="timed steps of each engine (median)")
-    parser.add_argument("--backbone", default="resnet50", help="model.backbone of ours (resnet18: recipes/cpu_cuhk03)")
+    parser.add_argument("--model", default="resnet50_ccsc", help="our model.name (resnet18_ccsc: recipes/cpu_cuhk03)")
     parser.add_argument("--epoch", action="store_true", help="time one end-to-end epoch, cache on / off (see above)")
     parser.add_argument(
         "--recipe", default=str(EPOCH_RECIPE), help="--epoch: the recipe (recipes/cpu_cuhk03/softmax_ccsc.yaml)"
@@ -57,8 +57,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as root:
         generated_market(root, height=args.height, width=args.width)
-        backbone = f"model.backbone={args.backbone}"
-        cfg = recipe(root, args.batch_size, args.height, args.width, backbone)
+        ours_model = f"model.name={args.model}"
+        cfg = recipe(root, args.batch_size, args.height, args.width, ours_model)
         with contextlib.redirect_stdout(sys.stderr):  # torchreid's set-up report: keep stdout for the table
             datamanager = pipeline.build_datamanager(cfg)
         batches = iter(datamanager.train_loader)
@@ -66,10 +66,10 @@ def main() -> None:
 
         ours = pipeline.build_engine(cfg, datamanager)
         ours_contiguous = pipeline.build_engine(
-            recipe(root, args.batch_size, args.height, args.width, backbone, "train.channels_last=false"), datamanager
+            recipe(root, args.batch_size, args.height, args.width, ours_model, "train.channels_last=false"), datamanager
         )
         ours_bf16 = pipeline.build_engine(
-            recipe(root, args.batch_size, args.height, args.width, backbone, "train.amp=bf16"), datamanager
+            recipe(root, args.batch_size, args.height, args.width, ours_model, "train.amp=bf16"), datamanager
         )
         model = torchreid.models.build_model(
             "resnet50_fc512", datamanager.num_train_pids, loss="softmax", pretrained=False
@@ -98,13 +98,13 @@ def main() -> None:
             ccsc_step()
         ccsc_seconds = statistics.median(timed(ccsc_step)[0] for _ in range(50))
 
-    size = f"batch {args.batch_size}, {args.height}x{args.width}, {args.backbone} backbone"
+    size = f"batch {args.batch_size}, {args.height}x{args.width}, {args.model}"
     rate = {name: args.batch_size / seconds for name, seconds in medians.items()}
     peer = "torchreid ImageSoftmaxEngine + resnet50_fc512"
     print(HEADER)
     print(
         row(
-            f"training images/s, ImageCCSCEngine + resnet50_ccsc, default channels-last ({size})",
+            f"training images/s, ImageCCSCEngine, default channels-last ({size})",
             f"{rate['ours']:.1f} img/s",
             peer,
             f"{rate['theirs']:.1f} img/s",

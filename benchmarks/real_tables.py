@@ -446,12 +446,10 @@ def camera_gap_table(paper: Mapping[str, Any], results: Mapping[str, Sequence]) 
 
 def describe_setting(cfg: CN) -> str:
     """What a run trained and where it was tested, in one line (the tables' caption)."""
-    backbone = cfg.model.get("backbone", "") if cfg.model.name == "resnet50_ccsc" else ""  # the others have their own
-    model = f"{cfg.model.name}{f' on {backbone}' if backbone else ''}"
     init = "ImageNet init" if cfg.model.pretrained else "random init"
     k = cfg.sampler.num_instances
     training = (
-        f"{model} ({init}), {cfg.data.height}x{cfg.data.width}, {cfg.train.max_epoch} epochs, batch "
+        f"{cfg.model.name} ({init}), {cfg.data.height}x{cfg.data.width}, {cfg.train.max_epoch} epochs, batch "
         f"{cfg.train.batch_size} (P={cfg.train.batch_size // k} x K={k}), {cfg.train.optim} lr {cfg.train.lr:g}"
     )
     val_ids, test_path = cfg.data.csv.get("val_ids", 0), cfg.data.csv.get("test_path", "")

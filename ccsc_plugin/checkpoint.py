@@ -202,6 +202,20 @@ def load_model_state(
     values and its keys are returned. Anything else that does not fit raises a ``CheckpointError`` naming
     ``origin``, a few of the offending keys and ``fix``, so no path ever runs a half-initialised model.
     """
+    weights, skipped = fitting_weights(model, checkpoint, origin, other_classes, fix)
+    model.load_state_dict(weights, strict=False)
+    return skipped
+
+
+def fitting_weights(
+    model: torch.nn.Module,
+    checkpoint: dict[str, Any],
+    origin: str | Path,
+    other_classes: bool = False,
+    fix: str = DEFAULT_FIT_FIX,
+) -> tuple[dict[str, Any], list[str]]:
+    """:func:`load_model_state`'s check alone (``model`` may live on the meta device): the weights to load, and
+    the classifier keys left out."""
     weights = checkpoint.get("state_dict")
     if not isinstance(weights, dict):
         raise CheckpointError(f"{origin}: 'state_dict' is a {type(weights).__name__}, not a dict of tensors. {fix}")
@@ -216,8 +230,7 @@ def load_model_state(
     }
     if any(problems.values()):
         raise CheckpointError(_misfit_message(origin, model, problems, fix))
-    model.load_state_dict({k: v for k, v in weights.items() if k not in skipped}, strict=False)
-    return skipped
+    return {k: v for k, v in weights.items() if k not in skipped}, skipped
 
 
 def _shapes(key: str, stored: Any, expected: torch.Tensor) -> str:
@@ -236,7 +249,11 @@ def _misfit_message(origin: str | Path, model: torch.nn.Module, problems: dict[s
     if len(problems["missing"]) == len(model.state_dict()) and not problems["unexpected"]:
         message += " Its state_dict holds none of the model's weights."
     prefix = _common_prefix(problems["unexpected"])
-    if prefix and {k.removeprefix(prefix) for k in problems["unexpected"]} >= set(problems["missing"]):
+    if (
+        prefix
+        and problems["missing"]
+        and {k.removeprefix(prefix) for k in problems["unexpected"]} >= set(problems["missing"])
+    ):
         message += f" Every key carries the prefix {prefix!r}: save the state dict without it."
     return f"{message} {fix}"
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import os
+import socket
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here: fail fast instead of retrying the hub
 
 from pathlib import Path  # noqa: E402
 
+import huggingface_hub.constants  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from miniatures import BENCHMARKS, MiniatureSpec, write_miniature  # noqa: E402
@@ -28,6 +30,24 @@ TINY_SPEC = SynthCamSpec(num_train_ids=8, num_test_ids=6, num_cams=3, images_per
 def _seed_and_threads():
     torchreid.utils.set_random_seed(0)  # python, numpy and torch: the samplers use all three
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def no_weights_anywhere(monkeypatch, tmp_path) -> None:
+    """No network and empty weight caches (timm's Hugging Face hub, torch hub): no ImageNet weights can be had,
+    whatever this machine has downloaded before."""
+
+    def no_network(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    for variable, folder in (("TORCH_HOME", "torch"), ("HF_HOME", "hf"), ("HF_HUB_CACHE", "hf/hub")):
+        monkeypatch.setenv(variable, str(tmp_path / "empty-caches" / folder))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads its environment once, at import: its module constants are what its downloads use
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HOME", str(tmp_path / "empty-caches" / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-caches" / "hf" / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
 @pytest.fixture(scope="session")

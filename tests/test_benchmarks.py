@@ -20,9 +20,11 @@ from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.cli import main
 from ccsc_plugin.config import load_config
 from ccsc_plugin.data.registry import EXPECTED_LAYOUTS, DatasetNotFound, check_dataset
+from ccsc_plugin.evaluation.results import read_result
 from ccsc_plugin.pipeline import build_datamanager
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
 T, E, C, IMG = MINI_SPEC.num_train_ids, MINI_SPEC.num_test_ids, MINI_SPEC.num_cams, MINI_SPEC.images_per_cam
 
 # (ids, images, cameras) per split, from the protocols the miniatures mirror.
@@ -333,6 +335,28 @@ def test_shipped_recipes_train_on_the_743_and_test_on_the_100_or_on_held_out_ids
     assert cfg.experiment.paper_cell == "" and not cfg.model.pretrained
     (val,) = real_tables.plan(["softmax_ccsc"], [1], [1], Path("runs/x"), validation=True)
     assert (val.config().data.csv.val_ids, val.config().data.csv.test_path) == (100, "")
+
+
+KEPT_VALIDATION_RESULTS = sorted((REPO / real_tables.VAL_RECORDS_DIR).glob("*/seed-*/result.json"))
+
+
+@pytest.mark.parametrize("record", KEPT_VALIDATION_RESULTS, ids=lambda path: path.parent.parent.name)
+def test_kept_results_stored_with_model_backbone_match_the_recipes_that_name_the_model(record):
+    """The kept result.json files predate the model names (model.name: resnet50_ccsc, model.backbone: resnet18):
+    read in today's keys they are runs of the shipped recipes (resnet18_ccsc), so none is retrained or refused."""
+    result = read_result(record)
+    assert "backbone: resnet18" in result["config"]
+    seed = int(record.parent.name.removeprefix("seed-"))
+    (run,) = real_tables.plan(
+        [record.parent.parent.name],
+        [seed],
+        [seed],
+        real_tables.VAL_RUNS_DIR,
+        validation=True,
+        records_dir=REPO / real_tables.VAL_RECORDS_DIR,
+    )
+    assert run.record == record and run.config().model.name == "resnet18_ccsc"
+    assert real_tables.result_differences(run, result, run.config(), str(record)) == []
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""BoT's BNNeck as an option of resnet50_ccsc (``model.neck``, ``test.neck_feat``), the paper's head the default.
+"""BoT's BNNeck as an option of the _ccsc models (``model.neck``, ``test.neck_feat``), the paper's head the default.
 
 The metric losses take the feature before the BN (``f``), the softmax the logits of the feature after it; eval
 returns the feature ``test.neck_feat`` names. The BN's shift stays 0 however the model is trained, a
@@ -21,14 +21,14 @@ from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.checkpoint import CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from ccsc_plugin.cli.recipe_index import list_recipes
 from ccsc_plugin.config import RecipeError, load_config
-from ccsc_plugin.models.ccsc_resnet import NECK_FEATS, NECKS, ResNet50CCSC, create_model
+from ccsc_plugin.models import NECK_FEATS, NECKS, CCSCModel, create_model
 from ccsc_plugin.pipeline.build import model_keys
 from ccsc_plugin.pipeline.trained import load_trained, model_from_checkpoint
 from ccsc_plugin.serve.export import MAX_DIFFERENCE, export_onnx, max_difference
 from ccsc_plugin.serve.visualisation import gradcam_maps, intensity_maps
 
 BASE = Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"
-SMALL = ["model.backbone=resnet18"]  # tiny_overrides already set model.pretrained=false and 64x32 images
+SMALL = ["model.name=resnet18_ccsc"]  # tiny_overrides already set model.pretrained=false and 64x32 images
 NUM_CLASSES = 6
 PAPER_HEAD_KEYS = {
     "reduction.0.weight",
@@ -48,9 +48,9 @@ def _model(tiny_overrides: list[str], neck: str = "bnneck", neck_feat: str = "af
     return pipeline.build_model(cfg, NUM_CLASSES), cfg
 
 
-def _f(model: ResNet50CCSC, images: torch.Tensor) -> torch.Tensor:
+def _f(model: CCSCModel, images: torch.Tensor) -> torch.Tensor:
     """The 512-d feature before any neck, computed with the model's own modules (in its current mode)."""
-    return model.reduction(model.global_pool(model.backbone.forward_features(images))).flatten(1)
+    return model.reduction(model.global_pool(model.backbone(images)[-1])).flatten(1)
 
 
 @pytest.fixture
@@ -114,6 +114,7 @@ def test_the_bn_bias_stays_zero_through_training_steps_and_layer_opening(tiny_ov
 def test_state_dict_keys_are_the_paper_heads_or_bots(tiny_overrides, neck):
     model, _ = _model(tiny_overrides, neck)
     backbone = {f"backbone.{key}" for key in timm.create_model("resnet18", num_classes=0, global_pool="").state_dict()}
+    # the keys of the paper's model on timm's whole network before the feature API: older checkpoints load as they are
     expected = PAPER_HEAD_KEYS if neck == "none" else (PAPER_HEAD_KEYS - {"classifier.bias"}) | BNNECK_KEYS
     assert set(model.state_dict()) == backbone | expected
 
@@ -122,9 +123,9 @@ def test_the_torchreid_factory_builds_the_papers_head_and_refuses_unknown_necks(
     model = torchreid.models.build_model("resnet50_ccsc", NUM_CLASSES, loss="ccsc", pretrained=False)
     assert model.bnneck is None and model.neck == "none"  # torchreid's build_model passes no neck: the paper's
     with pytest.raises(ValueError, match="neck must be one of none, bnneck, got 'bn'"):
-        ResNet50CCSC(NUM_CLASSES, backbone="resnet18", neck="bn")
+        CCSCModel(NUM_CLASSES, arch="resnet18", neck="bn")
     with pytest.raises(ValueError, match="neck_feat must be one of after, before"):
-        ResNet50CCSC(NUM_CLASSES, backbone="resnet18", neck="bnneck", neck_feat="post")
+        CCSCModel(NUM_CLASSES, arch="resnet18", neck="bnneck", neck_feat="post")
 
 
 def _save(model, cfg, run: Path, config_text: str | None = None) -> Path:
@@ -165,18 +166,18 @@ def test_a_checkpoint_stored_before_the_neck_keys_rebuilds_the_papers_head(tiny_
 def test_weights_of_another_neck_do_not_load_and_name_the_key(tiny_overrides, tmp_path, images):
     model, cfg = _model(tiny_overrides, "bnneck")
     path = _save(model, cfg, tmp_path / "run")
-    assert model_keys(cfg).endswith("model.backbone=resnet18 model.neck=bnneck")
+    assert model_keys(cfg) == "model.name=resnet18_ccsc model.neck=bnneck"
     other = _cfg(tiny_overrides, f"model.load_weights={path}")
     with pytest.raises(CheckpointError, match=r"(?s)bnneck\.weight.*model\.neck=none"):
         pipeline.build_model(other, NUM_CLASSES)
 
 
 def test_a_zoo_model_with_the_bnneck_is_a_recipe_error_naming_the_key(tiny_overrides):
-    with pytest.raises(RecipeError, match="model.neck applies to model.name=resnet50_ccsc only"):
+    with pytest.raises(RecipeError, match="model.neck applies to the <arch>_ccsc models only"):
         load_config(BASE, [*tiny_overrides, "model.name=osnet_x0_25", "model.neck=bnneck"])
     cfg = load_config(BASE, [*tiny_overrides, "model.name=osnet_x0_25", "test.neck_feat=before"])  # no effect
     assert model_keys(cfg) == "model.name=osnet_x0_25"
-    with pytest.raises(ValueError, match="applies to resnet50_ccsc only"):
+    with pytest.raises(ValueError, match="applies to the <arch>_ccsc models only"):
         create_model("osnet_x0_25", NUM_CLASSES, neck="bnneck")
     with pytest.raises(RecipeError, match="model.neck must be one of none, bnneck; got 'bn'"):
         load_config(BASE, [*tiny_overrides, "model.neck=bn"])

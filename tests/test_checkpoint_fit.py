@@ -46,7 +46,7 @@ def test_test_refuses_weights_that_do_not_fit(tiny_checkpoint, tiny_overrides, t
     args = ["test", BASE, "--weights", str(bad), *as_args(tiny_overrides), "--set", f"data.save_dir={eval_dir}"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert f"{bad} does not fit model ResNet50CCSC" in err and "--weights" in err
+    assert f"{bad} does not fit model CCSCModel" in err and "--weights" in err
     assert {"empty": "holds none of the model's weights", "model-prefix": "prefix 'model.'"}[problem] in err
     assert not (eval_dir / "result.json").exists()
 

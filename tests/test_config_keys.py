@@ -17,14 +17,14 @@ import yaml
 from yacs.config import CfgNode as CN
 
 import ccsc_plugin
+from ccsc_plugin import models
 from ccsc_plugin._torchreid import submodule
 from ccsc_plugin.config import RecipeError, get_default_config, load_config
-from ccsc_plugin.config.defaults import RETIRED_KEYS, flat_keys, without_retired
+from ccsc_plugin.config.defaults import RETIRED_KEYS, flat_keys, upgraded, without_retired
 from ccsc_plugin.config.validation import CHOICES
 from ccsc_plugin.data import integrity, samplers
 from ccsc_plugin.engine import distributed, precision, schedule
 from ccsc_plugin.evaluation import metrics
-from ccsc_plugin.models import ccsc_resnet
 from ccsc_plugin.pipeline.trained import config_from_checkpoint
 
 PACKAGE = Path(ccsc_plugin.__file__).resolve().parent
@@ -34,9 +34,8 @@ READ_UNSEEN: dict[str, str] = {}
 WHOLE_SECTION = {"items", "keys", "values"}  # node.items(), as well as dict(node) and f(**node): every key used
 
 OWNERS = {  # recipe key -> the constant of the module that uses the key
-    "model.backbone": ccsc_resnet.BACKBONES,
-    "model.neck": ccsc_resnet.NECKS,
-    "test.neck_feat": ccsc_resnet.NECK_FEATS,
+    "model.neck": models.NECKS,
+    "test.neck_feat": models.NECK_FEATS,
     "data.on_bad_image": integrity.ON_BAD_IMAGE,
     "sampler.train_sampler": samplers.SAMPLERS,
     "train.lr_scheduler": schedule.LR_SCHEDULERS,
@@ -170,11 +169,29 @@ def test_a_recipe_setting_a_removed_key_is_told_to_delete_it(tmp_path, key):
         load_config(None, [f"{key}=x"])
 
 
+# What versions that had each removed key stored in it (model.backbone held a timm ResNet; the rest set nothing)
+STORED_BY_OLDER_VERSIONS = {"model.backbone": "resnet50"}
+
+
 def test_a_checkpoint_of_an_older_version_still_loads_without_its_removed_keys():
     stored = yaml.safe_load(load_config(None, ["train.lr=0.001"]).dump())
     for key in RETIRED_KEYS:
         section, leaf = key.split(".")
-        stored[section][leaf] = "old"
+        stored[section][leaf] = STORED_BY_OLDER_VERSIONS.get(key, "old")
     assert without_retired(stored) != stored
     cfg = config_from_checkpoint({"config": yaml.safe_dump(stored)})
     assert cfg.train.lr == 0.001 and cfg == load_config(None, ["train.lr=0.001"])
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [
+        ({"name": "resnet50_ccsc", "backbone": "resnet18"}, "resnet18_ccsc"),
+        ({"backbone": "resnet101"}, "resnet101_ccsc"),  # model.name left at its default, the paper's model
+        ({"name": "resnet50_ccsc", "backbone": "resnet50"}, "resnet50_ccsc"),
+        ({"name": "osnet_x0_25", "backbone": "resnet50"}, "osnet_x0_25"),  # unused by a zoo model: dropped
+    ],
+)
+def test_an_older_model_backbone_is_read_into_the_model_name(model, name):
+    stored = upgraded({"model": {**model, "neck": "none"}, "train": {"lr": 0.001}})
+    assert stored == {"model": {"name": name, "neck": "none"}, "train": {"lr": 0.001}}

@@ -123,7 +123,7 @@ def test_a_run_with_the_cache_ends_with_the_same_weights_as_one_without(market_r
     for cache in ("false", "true"):
         overrides = [
             *tiny_run_overrides(market_root, tmp_path / f"cache-{cache}"),
-            "model.backbone=resnet18",
+            "model.name=resnet18_ccsc",
             "train.max_epoch=1",
             "train.warmup_epochs=0",
             f"data.cache_images={cache}",

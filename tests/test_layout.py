@@ -1,8 +1,10 @@
-"""The package's layout: stage sub-packages that import only downwards, no loops, modules of readable size."""
+"""The package's layout: stage sub-packages that import only downwards, no loops, modules of readable size, and
+each sub-package exporting what the other stages import from it."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,24 @@ def test_modules_and_functions_are_short(module):
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, f"{path}: functions over {MAX_FUNCTION_LINES} lines: {', '.join(long)}"
+
+
+def imports_across_stages() -> set[tuple[str, str]]:
+    """(stage, name) for each ``from ccsc_plugin.<stage>.<module> import name`` in a module of another stage."""
+    found = set()
+    for module, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ccsc_plugin."):
+                parts = node.module.split(".")
+                if len(parts) > 2 and parts[1] != stage_of(module):
+                    found.update((parts[1], alias.name) for alias in node.names if not alias.name.startswith("_"))
+    return found
+
+
+@pytest.mark.parametrize("stage", sorted(stage for stage in LEVEL if (PACKAGE / stage / "__init__.py").is_file()))
+def test_each_package_exports_the_names_other_stages_import_from_it(stage):
+    package = importlib.import_module(f"ccsc_plugin.{stage}")
+    exported = set(getattr(package, "__all__", ()))
+    wanted = {name for other, name in imports_across_stages() if other == stage}
+    assert not wanted - exported, f"ccsc_plugin.{stage}.__all__ lacks {sorted(wanted - exported)}"
+    assert all(hasattr(package, name) for name in exported)

@@ -64,7 +64,7 @@ def test_an_unknown_mode_is_a_recipe_error_naming_the_choices():
 @pytest.mark.slow
 def test_a_run_logs_and_records_what_auto_chose(tiny_overrides, tmp_path, capsys):
     overrides = [*tiny_overrides, "train.amp=auto", "train.max_epoch=1", "train.warmup_epochs=0"]
-    result = pipeline.train(load_config(BASE, [*overrides, "model.backbone=resnet18"]))
+    result = pipeline.train(load_config(BASE, [*overrides, "model.name=resnet18_ccsc"]))
     expected = precision.resolve("auto", CPU)
     assert result["amp"] == expected.record()
     assert f"=> train.amp=auto: {expected.used} ({expected.reason})" in capsys.readouterr().out

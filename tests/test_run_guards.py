@@ -173,7 +173,7 @@ def test_a_disk_full_before_result_json_says_resume_writes_it(filesystem, market
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(ImageCCSCEngine, "_test_saved_weights", fill_the_disk_then_test)
-    args = train_args(market_root, run, "train.max_epoch=1", "train.warmup_epochs=0", "model.backbone=resnet18")
+    args = train_args(market_root, run, "train.max_epoch=1", "train.warmup_epochs=0", "model.name=resnet18_ccsc")
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert f"no space left on device in {run}" in err and "Training is done" in err and f"--resume {run}" in err

@@ -15,7 +15,7 @@ from ccsc_plugin.data.integrity import BadImageError
 from ccsc_plugin.engine.interrupt import TrainingInterrupted
 from ccsc_plugin.engine.nonfinite import NonFiniteLoss
 from ccsc_plugin.evaluation.results import ResultFileError
-from ccsc_plugin.models.ccsc_resnet import PretrainedWeightsUnavailable
+from ccsc_plugin.models import PretrainedWeightsUnavailable
 
 # Errors a user can fix from the message alone: printed without a traceback, exit status 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (

@@ -1,7 +1,7 @@
 """Every valid recipe key with its default: torchreid's lowercase yacs sections plus ``loss`` and ``experiment``.
 
 The defaults are the paper's Sec. 4.2 settings. Every key is read by the package (``tests/test_config_keys.py``
-checks it); keys that once existed but set nothing are :data:`RETIRED_KEYS`.
+checks it); keys that were removed are :data:`RETIRED_KEYS`.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ from yacs.config import CfgNode as CN
 
 from ccsc_plugin.evaluation.rerank import RerankSettings
 from ccsc_plugin.losses.terms import loss_sections
-from ccsc_plugin.models.ccsc_resnet import DEFAULT_BACKBONE, DEFAULT_NECK, DEFAULT_NECK_FEAT, MODEL_NAME
+from ccsc_plugin.models import CCSC_SUFFIX, DEFAULT_NECK, DEFAULT_NECK_FEAT, PAPER_MODEL
 
 RERANK = RerankSettings()  # the paper's (Zhong et al.) and torchreid's re-ranking parameters
 
-# Keys removed because nothing read them -> what to do instead. A recipe that sets one is an error saying so;
-# the config stored in an older checkpoint still loads (they are dropped from it, see without_retired).
+# Keys removed -> why, and what to do instead. A recipe that sets one is an error saying so; the config stored in
+# an older checkpoint still loads (see upgraded: model.backbone goes into model.name, the others set nothing).
 RETIRED_KEYS: dict[str, str] = {
     "experiment.name": "it set nothing; the run folder is data.save_dir",
     "experiment.notes": "it set nothing; write notes as YAML comments",
     "data.type": "it set nothing; the data are always images",
+    "model.backbone": "the network is in the model's name: model.name: resnet18_ccsc, not model.backbone: resnet18",
 }
 
 
@@ -65,11 +66,12 @@ def get_default_config() -> CN:
 
 def _model() -> CN:
     model = CN()
-    model.name = MODEL_NAME  # the paper's model, or any of torchreid's (osnet_x0_25, resnet50_fc512, ...)
-    model.backbone = DEFAULT_BACKBONE  # resnet50_ccsc's timm ResNet (models.ccsc_resnet.BACKBONES)
-    model.neck = DEFAULT_NECK  # resnet50_ccsc's head: none (the paper's) | bnneck (BoT: f -> BN -> classifier)
+    # resnet50_ccsc (the paper's), the paper's head on another timm CNN (<timm name>_ccsc: resnet18_ccsc,
+    # seresnext50_32x4d_ccsc, efficientnet_b0_ccsc, ...), or any of torchreid's models (osnet_x0_25, resnet50_fc512)
+    model.name = PAPER_MODEL
+    model.neck = DEFAULT_NECK  # the _ccsc models' head: none (the paper's) | bnneck (BoT: f -> BN -> classifier)
     model.pretrained = True  # ImageNet init (paper)
-    model.pretrained_path = ""  # local ImageNet weights; empty = timm hub
+    model.pretrained_path = ""  # local ImageNet weights of a _ccsc model's timm network; empty = timm hub
     model.allow_random_init = False  # fall back to random init when no weights can be had
     model.load_weights = ""  # start from a trained checkpoint (weights only)
     model.resume = ""  # resume a run: checkpoint file or run folder
@@ -158,8 +160,21 @@ def flat_keys(node: CN, prefix: str = "") -> list[str]:
     return keys
 
 
+def upgraded(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A nested recipe mapping stored by an older version, in today's keys: the same model, the same run.
+
+    ``model.backbone: X`` of ``resnet50_ccsc`` (the paper's head on timm's ResNet ``X``) is ``model.name: X_ccsc``,
+    the same network under the same weight names; with a torchreid zoo model it was unused. The other
+    :data:`RETIRED_KEYS` set nothing and are dropped.
+    """
+    model = data.get("model")
+    if isinstance(model, Mapping) and "backbone" in model and model.get("name", PAPER_MODEL) == PAPER_MODEL:
+        data = {**data, "model": {**model, "name": f"{model['backbone']}{CCSC_SUFFIX}"}}
+    return without_retired(data)
+
+
 def without_retired(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A nested recipe mapping without the :data:`RETIRED_KEYS` (for configs stored by older versions)."""
+    """A nested recipe mapping without the :data:`RETIRED_KEYS`."""
 
     def strip(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
         return {

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from yacs.config import CfgNode as CN
 
-from ccsc_plugin.config.defaults import RETIRED_KEYS, flat_keys, get_default_config, without_retired
+from ccsc_plugin.config.defaults import RETIRED_KEYS, flat_keys, get_default_config, upgraded
 from ccsc_plugin.config.validation import validate
 from ccsc_plugin.errors import RecipeError, read_utf8
 
@@ -208,10 +208,11 @@ def config_from_mapping(data: Mapping[str, Any], origin: str) -> CN:
     """A whole recipe given as a mapping (a parsed stored recipe): defaults, then ``data``; checked and frozen.
 
     The same strict keys and validation as :func:`load_config`, without ``_base_`` or overrides. A recipe stored
-    by an older version may hold keys since removed (``RETIRED_KEYS``): they set nothing and are dropped.
+    by an older version may hold keys since removed (``RETIRED_KEYS``): they are read in today's keys first
+    (:func:`~ccsc_plugin.config.defaults.upgraded`: ``model.backbone`` into ``model.name``, the others dropped).
     """
     cfg = get_default_config()
-    merge_strict(cfg, without_retired(data), origin=origin)
+    merge_strict(cfg, upgraded(data), origin=origin)
     validate(cfg)
     cfg.freeze()
     return cfg

@@ -6,7 +6,6 @@ value the recipe check accepts is one the code can run, and the message lists ex
 
 from __future__ import annotations
 
-import difflib
 import functools
 import itertools
 import math
@@ -15,7 +14,7 @@ from typing import Any
 
 from yacs.config import CfgNode as CN
 
-from ccsc_plugin._torchreid import model_factory, submodule
+from ccsc_plugin._torchreid import submodule
 from ccsc_plugin.config.defaults import flat_keys
 from ccsc_plugin.data.integrity import ON_BAD_IMAGE
 from ccsc_plugin.data.samplers import IDENTITY_SAMPLERS, SAMPLERS
@@ -25,7 +24,7 @@ from ccsc_plugin.engine.schedule import LR_SCHEDULERS
 from ccsc_plugin.errors import RecipeError
 from ccsc_plugin.evaluation.metrics import DIST_METRICS
 from ccsc_plugin.losses.terms import LOSS_TERMS, WEIGHT_BOUNDS, nothing_trains
-from ccsc_plugin.models.ccsc_resnet import BACKBONES, DEFAULT_BACKBONE, DEFAULT_NECK, MODEL_NAME, NECK_FEATS, NECKS
+from ccsc_plugin.models import CCSC_SUFFIX, DEFAULT_NECK, NECK_FEATS, NECKS, is_ccsc_model, model_name_problem
 
 OPTIMIZERS = tuple(submodule("optim.optimizer").AVAI_OPTIMS)  # what torchreid.optim.build_optimizer builds
 
@@ -91,7 +90,6 @@ RANGES: dict[str, Range] = {
 }
 # Each key's values, as the module that uses the key defines them.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model.backbone": BACKBONES,
     "model.neck": NECKS,
     "data.on_bad_image": ON_BAD_IMAGE,
     "sampler.train_sampler": SAMPLERS,
@@ -185,32 +183,23 @@ def _csv_test_set_problems(cfg: CN) -> list[str]:
 
 
 def _model_problems(model: CN) -> list[str]:
-    """model.name must be in torchreid's factory; backbone, neck and pretrained_path are resnet50_ccsc's keys."""
-    names = sorted(model_factory())
-    if model.name not in names:
-        nearest = difflib.get_close_matches(model.name, names, n=3, cutoff=0.0)
-        return [
-            f"model.name={model.name!r} is not a model torchreid knows; nearest: {', '.join(nearest)} "
-            f"(all: torchreid.models.show_avai_models(); the paper's: {MODEL_NAME})."
-        ]
-    if model.name == MODEL_NAME:
+    """model.name must name a model (``<timm CNN>_ccsc`` or torchreid's); neck and pretrained_path are the
+    ``_ccsc`` models' keys."""
+    if problem := model_name_problem(model.name):
+        return [problem]
+    if is_ccsc_model(model.name):
         return []
-    own = f"torchreid's {model.name} has its own backbone and ImageNet weights (model.pretrained)"
     problems = []
-    if model.backbone != DEFAULT_BACKBONE:
-        problems.append(
-            f"model.backbone applies to model.name={MODEL_NAME} only; {own}: drop model.backbone={model.backbone} "
-            f"or set model.name={MODEL_NAME}."
-        )
     if model.neck != DEFAULT_NECK:
         problems.append(
-            f"model.neck applies to model.name={MODEL_NAME} only; torchreid's {model.name} has its own head: drop "
-            f"model.neck={model.neck} or set model.name={MODEL_NAME}."
+            f"model.neck applies to the <arch>{CCSC_SUFFIX} models only; torchreid's {model.name} has its own head: "
+            f"drop model.neck={model.neck} or set model.name to a {CCSC_SUFFIX} model (resnet50_ccsc: the paper's)."
         )
     if model.pretrained_path:
         problems.append(
-            f"model.pretrained_path applies to model.name={MODEL_NAME} only; {own}: drop model.pretrained_path, "
-            "or start from a ccsc-reid run with model.load_weights=RUN."
+            f"model.pretrained_path applies to the <arch>{CCSC_SUFFIX} models only; torchreid's {model.name} has its "
+            "own backbone and ImageNet weights (model.pretrained): drop model.pretrained_path, or start from a "
+            "ccsc-reid run with model.load_weights=RUN."
         )
     return problems
 

@@ -24,7 +24,7 @@ from ccsc_plugin.engine.nonfinite import all_finite, non_finite_loss
 from ccsc_plugin.engine.training_loop import TrainingLoop
 from ccsc_plugin.evaluation.rerank import RerankSettings
 from ccsc_plugin.losses.terms import ActiveTerm, LossContext, build_active_terms, loss_sections
-from ccsc_plugin.models.ccsc_resnet import feature_dim
+from ccsc_plugin.models import feature_dim
 
 
 class ImageCCSCEngine(TrainingLoop, EvaluationHooks, torchreid.engine.Engine):
@@ -158,7 +158,7 @@ class ImageCCSCEngine(TrainingLoop, EvaluationHooks, torchreid.engine.Engine):
         if not isinstance(outputs, (tuple, list)):
             raise TypeError(
                 "ImageCCSCEngine needs (logits, features) from the model in train mode; build it with loss='ccsc' "
-                "(resnet50_ccsc) or loss='triplet' (torchreid's zoo models)."
+                "(the <arch>_ccsc models) or loss='triplet' (torchreid's zoo models)."
             )
         logits, features = outputs
         terms = self.compute_losses(logits, features, pids, camids)

@@ -27,7 +27,7 @@ from ccsc_plugin.engine.rank_lists import RankListOptions, write_rank_lists
 from ccsc_plugin.evaluation import camera_gap, protocol
 from ccsc_plugin.evaluation.metrics import Scores
 from ccsc_plugin.evaluation.rerank import RerankSettings, check_memory
-from ccsc_plugin.models.ccsc_resnet import feature_dim
+from ccsc_plugin.models import feature_dim
 from ccsc_plugin.models.flip import flip_averaged
 
 # torchreid's Engine.run / test arguments that reach the evaluation; visrank is refused unless False

@@ -9,7 +9,20 @@ losses; so is its hard-mining ``TripletLoss`` (Hermans et al.), the reference th
 from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.losses.ccsc import CCSCLoss, ccsc_pair_mask
 from ccsc_plugin.losses.center import CenterLoss
-from ccsc_plugin.losses.terms import LOSS_TERMS, LossContext, LossTerm, register_loss_term
+from ccsc_plugin.losses.terms import (
+    LOSS_TERMS,
+    WEIGHT_BOUNDS,
+    ActiveTerm,
+    LossContext,
+    LossTerm,
+    active_terms,
+    build_active_terms,
+    load_term_states,
+    loss_sections,
+    nothing_trains,
+    register_loss_term,
+    term_states,
+)
 from ccsc_plugin.losses.triplet import BatchHardTripletLoss
 
 CrossEntropyLoss = torchreid.losses.CrossEntropyLoss
@@ -17,6 +30,8 @@ TripletLoss = torchreid.losses.TripletLoss
 
 __all__ = [
     "LOSS_TERMS",
+    "WEIGHT_BOUNDS",
+    "ActiveTerm",
     "BatchHardTripletLoss",
     "CCSCLoss",
     "CenterLoss",
@@ -24,6 +39,12 @@ __all__ = [
     "LossContext",
     "LossTerm",
     "TripletLoss",
+    "active_terms",
+    "build_active_terms",
     "ccsc_pair_mask",
+    "load_term_states",
+    "loss_sections",
+    "nothing_trains",
     "register_loss_term",
+    "term_states",
 ]

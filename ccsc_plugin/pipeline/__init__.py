@@ -21,18 +21,33 @@ from ccsc_plugin.pipeline.build import (
     prepare_datasets,
 )
 from ccsc_plugin.pipeline.evaluate import evaluate
+from ccsc_plugin.pipeline.run_folder import RunFolderTaken, run_files
 from ccsc_plugin.pipeline.train import summarise, train
+from ccsc_plugin.pipeline.trained import (
+    TrainedModel,
+    config_from_checkpoint,
+    load_trained,
+    model_from_checkpoint,
+    test_transform,
+)
 
 __all__ = [
+    "RunFolderTaken",
+    "TrainedModel",
     "build_datamanager",
     "build_engine",
     "build_model",
     "build_optimizer",
     "build_scheduler",
+    "config_from_checkpoint",
     "evaluate",
+    "load_trained",
     "load_weights",
     "method_name",
+    "model_from_checkpoint",
     "prepare_datasets",
+    "run_files",
     "summarise",
+    "test_transform",
     "train",
 ]

@@ -21,7 +21,7 @@ from ccsc_plugin.engine import distributed
 from ccsc_plugin.engine.ccsc_engine import ImageCCSCEngine
 from ccsc_plugin.engine.schedule import WARMUP_MULTISTEP, WarmupMultiStepLR
 from ccsc_plugin.losses.terms import active_terms
-from ccsc_plugin.models.ccsc_resnet import DEFAULT_NECK, MODEL_NAME, PretrainedWeightsUnavailable, create_model
+from ccsc_plugin.models import DEFAULT_NECK, PretrainedWeightsUnavailable, create_model, is_ccsc_model
 from ccsc_plugin.pipeline.engine_args import engine_arguments
 
 
@@ -38,7 +38,7 @@ def method_name(cfg: CN) -> str:
     if cfg.experiment.method:
         return cfg.experiment.method
     parts = [term.part_of_method(cfg.loss[term.section]) for term in active_terms(cfg.loss)]
-    if cfg.model.name == MODEL_NAME and cfg.model.neck != DEFAULT_NECK:
+    if is_ccsc_model(cfg.model.name) and cfg.model.neck != DEFAULT_NECK:
         parts.append(cfg.model.neck)
     return "+".join(parts)
 
@@ -127,7 +127,7 @@ def _image_datamanager(cfg: CN, train_sampler: str):
 
 
 def build_model(cfg: CN, num_classes: int) -> torch.nn.Module:
-    """The recipe's model (``model.name``, ``.backbone``, ``.neck``, ``test.neck_feat``); random init only if allowed.
+    """The recipe's model (``model.name``, ``.neck``, ``test.neck_feat``); random init only if allowed.
 
     The fallback covers hub weights that cannot be fetched; a ``model.pretrained_path`` that cannot be used is
     always an error (the recipe named that file).
@@ -135,12 +135,12 @@ def build_model(cfg: CN, num_classes: int) -> torch.nn.Module:
     pretrained: bool | str = cfg.model.pretrained_path or cfg.model.pretrained
     head = {"neck": cfg.model.neck, "neck_feat": cfg.test.neck_feat}
     try:
-        model = create_model(cfg.model.name, num_classes, pretrained, cfg.model.backbone, **head)
+        model = create_model(cfg.model.name, num_classes, pretrained, **head)
     except PretrainedWeightsUnavailable as error:
         if not cfg.model.allow_random_init or cfg.model.pretrained_path:
             raise
         warnings.warn(f"{error} Continuing with random init (model.allow_random_init=True).", stacklevel=2)
-        model = create_model(cfg.model.name, num_classes, False, cfg.model.backbone, **head)
+        model = create_model(cfg.model.name, num_classes, False, **head)
     if cfg.model.load_weights:
         fix = (
             f"Set model.load_weights to a checkpoint of {model_keys(cfg)} written by `ccsc-reid train`, "
@@ -151,12 +151,10 @@ def build_model(cfg: CN, num_classes: int) -> torch.nn.Module:
 
 
 def model_keys(cfg: CN) -> str:
-    """The recipe keys that select ``cfg``'s weights: ``model.name=X`` (and ``model.backbone``, ``model.neck`` for
-    resnet50_ccsc). ``test.neck_feat`` is not one: it picks the test feature of the same weights."""
+    """The recipe keys that select ``cfg``'s weights: ``model.name=X`` (and ``model.neck`` for the ``_ccsc``
+    models). ``test.neck_feat`` is not one: it picks the test feature of the same weights."""
     keys = f"model.name={cfg.model.name}"
-    if cfg.model.name != MODEL_NAME:
-        return keys
-    return f"{keys} model.backbone={cfg.model.backbone} model.neck={cfg.model.neck}"
+    return f"{keys} model.neck={cfg.model.neck}" if is_ccsc_model(cfg.model.name) else keys
 
 
 def load_weights(

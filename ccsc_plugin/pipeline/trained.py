@@ -24,11 +24,12 @@ from yacs.config import CfgNode as CN
 from ccsc_plugin import checkpoint as ckpt
 from ccsc_plugin._torchreid import torchreid
 from ccsc_plugin.config import RecipeError, config_from_mapping, parse_yaml
-from ccsc_plugin.models.ccsc_resnet import create_model
+from ccsc_plugin.models import create_model
 
 
 def config_from_checkpoint(state: dict[str, Any], origin: str = "checkpoint") -> CN:
-    """The recipe a checkpoint was trained with (its ``config`` text), checked like any recipe."""
+    """The recipe a checkpoint (or a ``result.json``) was trained with (its ``config`` text), checked like any
+    recipe; one stored by an older version is read in today's keys (``config_from_mapping``)."""
     if "config" not in state:
         raise RecipeError(
             f"{origin} stores no 'config': it was not written by `ccsc-reid train`. Build the model yourself and "
@@ -55,9 +56,10 @@ def model_from_checkpoint(state: dict[str, Any], origin: str = "checkpoint") -> 
     Its weights must fit exactly (``checkpoint.load_model_state``): a file that does not is an error, never
     a model left partly at its random init.
     """
-    cfg = config_from_checkpoint(state, origin)  # an unknown model.name, .backbone or .neck is a RecipeError here
-    # A config stored before model.neck / test.neck_feat existed merges over the defaults: the paper's head.
-    head = {"backbone": cfg.model.backbone, "neck": cfg.model.neck, "neck_feat": cfg.test.neck_feat}
+    cfg = config_from_checkpoint(state, origin)  # an unknown model.name or .neck is a RecipeError here
+    # A config stored before model.neck / test.neck_feat existed merges over the defaults: the paper's head; one
+    # stored with model.backbone names its network in model.name (config.defaults.upgraded).
+    head = {"neck": cfg.model.neck, "neck_feat": cfg.test.neck_feat}
     model = create_model(cfg.model.name, _num_classes(state, origin), pretrained=False, **head)
     ckpt.load_model_state(model, state, origin)
     return model.eval(), cfg

@@ -24,8 +24,7 @@ from yacs.config import CfgNode as CN
 
 from ccsc_plugin import pipeline
 from ccsc_plugin.checkpoint import atomic_write
-from ccsc_plugin.models.ccsc_resnet import MODEL_NAME
-from ccsc_plugin.models.flip import FlipAveraged
+from ccsc_plugin.models import FlipAveraged
 from ccsc_plugin.pipeline.trained import load_trained
 
 INPUT_NAME, OUTPUT_NAME = "image", "feature"
@@ -107,7 +106,6 @@ def export_from(
         "norm_std": json.dumps(list(cfg.data.norm_std)),
         "model": cfg.model.name,
         "flip": str(flip).lower(),
-        **({"backbone": cfg.model.backbone} if cfg.model.name == MODEL_NAME else {}),
     }
     path = export_onnx(model, out, cfg.data.height, cfg.data.width, metadata)
     return path, max_difference(model, path, cfg.data.height, cfg.data.width)

@@ -4,8 +4,8 @@ Both return one ``H x W`` map in [0, 1] per input image, at the input's resoluti
 :func:`overlay`. Grad-CAM (pytorch-grad-cam) explains *why two images match*: its target is the
 cosine similarity between an image's embedding and a reference embedding (the other image of the
 pair). The Fig. 4 map shows *where the network looks at all*: the intensity (channel-wise L2 norm)
-of the last feature map before global average pooling. Both use the model's ``target_layer``: the last
-ResNet stage of ``resnet50_ccsc`` (any backbone) and torchreid's ResNets, OSNet's ``conv5``.
+of the last feature map before global average pooling. Both use the model's ``target_layer``: the last stage of
+the ``<arch>_ccsc`` models' timm network (``layer4`` for ResNets), torchreid's ResNets' ``layer4``, OSNet's ``conv5``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from torch import nn
 
 MAP_KINDS = ("gradcam", "intensity")
-# Where each model family keeps its last feature map: resnet50_ccsc (any backbone), torchreid's ResNets, OSNet.
+# Where each model family keeps its last feature map: the _ccsc models (any timm CNN), torchreid's ResNets, OSNet.
 TARGET_LAYERS = ("last_stage", "layer4", "conv5")
 
 
