@@ -86,7 +86,7 @@ def build_datamanager(cfg: CN):
         cfg.sampler.num_instances,
         cache=cache if cfg.data.cache_images else None,  # None: every epoch reads the files
     )
-    with bound_datasets(cfg.data.synthcam, cfg.data.csv), checks.hooked():  # this run's dataset options
+    with bound_datasets(dict(cfg.data.synthcam), cfg.data.csv), checks.hooked():  # this run's dataset options
         datamanager = _image_datamanager(
             cfg, samplers.TORCHREID_IDENTITY_SAMPLER if plugin_sampler else cfg.sampler.train_sampler
         )
