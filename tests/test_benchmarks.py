@@ -337,13 +337,22 @@ def test_shipped_recipes_train_on_the_743_and_test_on_the_100_or_on_held_out_ids
     assert (val.config().data.csv.val_ids, val.config().data.csv.test_path) == (100, "")
 
 
-KEPT_VALIDATION_RESULTS = sorted((REPO / real_tables.VAL_RECORDS_DIR).glob("*/seed-*/result.json"))
+OLD_RECIPES = REPO / "benchmarks" / "results" / "real_tables_val_trials" / "recipes-2026-12-04"
+KEPT_VALIDATION_RESULTS = sorted(OLD_RECIPES.glob("*/seed-*/result.json"))
+# what recipes/cpu_cuhk03/base.yaml said on 2026-12-04, before lr 1e-3 and flip-only were chosen on validation ids
+OLD_SETTINGS = ("train.lr=0.00035", "train.warmup_start_lr=0.000035", "data.transforms=[random_flip,random_erase]")
+
+
+def test_validation_runs_of_older_recipes_are_kept_apart_from_todays():
+    assert len(KEPT_VALIDATION_RESULTS) == 5
+    assert not list((REPO / real_tables.VAL_RECORDS_DIR).glob("*/seed-*/result.json"))  # today's recipes: none yet
 
 
 @pytest.mark.parametrize("record", KEPT_VALIDATION_RESULTS, ids=lambda path: path.parent.parent.name)
 def test_kept_results_stored_with_model_backbone_match_the_recipes_that_name_the_model(record):
     """The kept result.json files predate the model names (model.name: resnet50_ccsc, model.backbone: resnet18):
-    read in today's keys they are runs of the shipped recipes (resnet18_ccsc), so none is retrained or refused."""
+    read in today's keys they are runs of the shipped recipes (resnet18_ccsc) with that day's settings, so none
+    is retrained or refused."""
     result = read_result(record)
     assert "backbone: resnet18" in result["config"]
     seed = int(record.parent.name.removeprefix("seed-"))
@@ -352,8 +361,9 @@ def test_kept_results_stored_with_model_backbone_match_the_recipes_that_name_the
         [seed],
         [seed],
         real_tables.VAL_RUNS_DIR,
+        overrides=OLD_SETTINGS,
         validation=True,
-        records_dir=REPO / real_tables.VAL_RECORDS_DIR,
+        records_dir=OLD_RECIPES,
     )
     assert run.record == record and run.config().model.name == "resnet18_ccsc"
     assert real_tables.result_differences(run, result, run.config(), str(record)) == []
