@@ -252,12 +252,16 @@ def eta(seconds_per_run: Sequence[float], runs_left: int) -> str:
     return f"ETA {per_run * runs_left:.0f} min ({runs_left} runs left at {per_run:.1f} min)"
 
 
-def prepare(runs: Sequence[Run]) -> list[tuple[Run, str]]:
-    """Every run's state, checked before anything trains: bad overrides, missing data and taken folders stop here."""
+def prepare(runs: Sequence[Run], report_only: bool = False) -> list[tuple[Run, str]]:
+    """Every run's state, checked before anything trains: bad overrides, missing data and taken folders stop here.
+
+    ``report_only`` reads no images, so it needs no data: a clone without ``../shared/data`` still rebuilds the tables.
+    """
     states = []
     for run in runs:
         cfg = run.config()
-        check_data(cfg)
+        if not report_only:
+            check_data(cfg)
         states.append((run, run_state(run, cfg)))
     return states
 
@@ -600,7 +604,7 @@ def benchmark(args: argparse.Namespace) -> None:
     methods = [name for name in ALL_METHODS if not args.only or name in args.only]
     records = records_dir(args, runs_dir)
     runs = plan(methods, args.seeds, args.other_seeds, runs_dir, args.overrides, args.validation, args.recipes, records)
-    states = prepare(runs)
+    states = prepare(runs, args.report_only)
     counts = {state: sum(found == state for _, found in states) for state in (DONE, RESUME, START)}
     done = counts[DONE] + sum(found == RECORDED for _, found in states)
     log(

@@ -647,3 +647,20 @@ def test_demo_screenshot_refuses_a_missing_checkpoint_before_serving(tmp_path, m
     argv = ["--weights", str(tmp_path / "no-run"), "--dataset", str(dataset), "--output", str(tmp_path / "d.png")]
     assert demo_screenshot.main(argv) == 2
     assert "demo_screenshot.py: error:" in capsys.readouterr().err and not (tmp_path / "d.png").exists()
+
+
+def test_the_readmes_tables_rebuild_from_the_kept_results_on_a_clone_without_data(tmp_path, monkeypatch):
+    """docs/real_tables.md (pasted into the README) is what ``--report-only`` makes of the committed result.json
+    files alone: no runs folder, no checkpoints, no ../shared/data. Only the line naming the machine that wrote
+    the tables may differ."""
+    monkeypatch.chdir(tmp_path)  # ../shared/data is not beside this folder
+    output = tmp_path / "tables.md"
+    argv = ["--report-only", "--runs-dir", str(tmp_path / "runs"), "--output", str(output)]
+    argv += ["--records-dir", str(REPO / real_tables.RECORDS_DIR), "--figure", str(tmp_path / "gap.png")]
+    assert real_tables.main(argv) == 0
+    assert not (tmp_path / "gap.png").exists()  # no checkpoints here: the committed figure stays
+
+    def tables(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("Tables written on")]
+
+    assert tables(output.read_text()) == tables((REPO / "docs" / "real_tables.md").read_text())

@@ -72,3 +72,18 @@ def test_the_strip_is_the_first_query_of_the_plain_ccsc_test(tmp_path):
     message = eval_variants.copy_strip({"targets": {"csv": {"rank_lists": str(folder)}}}, strip)
     assert strip.read_bytes() == b"q0000_a.jpg" and "q0000_a.jpg" in message
     assert "kept as it is" in eval_variants.copy_strip(None, tmp_path / "other.jpg")
+
+
+def test_the_readmes_table_rebuilds_from_the_kept_results_without_checkpoints(tmp_path):
+    """docs/eval_variants.md (pasted into the README) is what ``--report-only`` makes of the committed test results
+    alone; only the line naming the machine and the command may differ."""
+    output = tmp_path / "eval_variants.md"
+    argv = ["--report-only", "--runs-dir", str(tmp_path / "runs"), "--output", str(output)]
+    assert eval_variants.main([*argv, "--strip", str(tmp_path / "strip.jpg")]) == 0
+    assert not (tmp_path / "strip.jpg").exists()
+
+    def table(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("Tables written on")]
+
+    assert table(output.read_text()) == table((eval_variants.REPO_ROOT / eval_variants.OUTPUT).read_text())
+    assert "not scored" not in output.read_text()
