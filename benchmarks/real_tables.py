@@ -469,12 +469,22 @@ def describe_setting(cfg: CN) -> str:
     return f"{training}; {data}"
 
 
+def precision(run: Mapping[str, Any]) -> str:
+    """The arithmetic a run trained in, as its ``result.json`` records it: ``bf16 (train.amp=auto)``."""
+    amp = run.get("amp")
+    if not amp:
+        return "precision not recorded"
+    return f"{'float32' if amp['used'] == 'off' else amp['used']} (train.amp={amp['requested']})"
+
+
 def run_machines(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
-    """Where the runs' wall times were measured: each machine their ``result.json`` records, with its run count."""
+    """Where and in what precision the runs were measured: each machine and ``train.amp`` outcome their
+    ``result.json`` records, with its run count (a wall time means little without them)."""
     counts: dict[str, int] = {}
     for runs in results.values():
         for run in runs:
             name = describe(run["machine"]) if run.get("machine") else "not recorded (results before 2026-12-07)"
+            name = f"{name}, {precision(run)}"
             counts[name] = counts.get(name, 0) + 1
     if not counts:
         return "Runs measured on: no run finished."

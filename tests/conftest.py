@@ -14,6 +14,7 @@ import huggingface_hub.constants  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from miniatures import BENCHMARKS, MiniatureSpec, write_miniature  # noqa: E402
+from tmp_folders import module_tmp  # noqa: E402,F401  (the fixture, for every module)
 
 import ccsc_plugin  # noqa: E402,F401  (registers models and datasets)
 from ccsc_plugin._torchreid import torchreid  # noqa: E402

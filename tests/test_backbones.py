@@ -61,10 +61,10 @@ def _cfg(overrides: list[str], *extra: str):
 
 
 @pytest.fixture(scope="module", params=CASES)
-def trained(request, market_root, tmp_path_factory) -> tuple[str, Path]:
+def trained(request, market_root, module_tmp) -> tuple[str, Path]:
     """(case, run folder) of one tiny epoch of softmax + CCSC with that model."""
     case = request.param
-    save_dir = tmp_path_factory.mktemp(f"run-{case}")
+    save_dir = module_tmp(f"run-{case}")
     cfg = _cfg(tiny_run_overrides(market_root, save_dir), *ONE_EPOCH, *MODELS[case][0])
     pipeline.train(cfg)
     return case, save_dir

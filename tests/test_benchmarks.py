@@ -224,13 +224,19 @@ def test_paired_difference_is_per_seed_over_the_seeds_both_have():
     assert [round(100 * value, 6) for value in differences.values()] == [6.0, 5.0, 7.0]
 
 
-def test_the_report_names_the_machine_each_run_was_timed_on():
+def test_the_report_names_the_machine_and_precision_each_run_was_timed_on():
     record = {"cpu": "Some CPU", "cores": 2, "usable_cores": 1, "torch_threads": 1, "gpu": None, "torch": "2.14.1"}
-    results = {"softmax": [{"seed": 1, "machine": record}, {"seed": 2, "machine": record}], "softmax_ccsc": [{}]}
+    bf16 = {"requested": "auto", "used": "bf16", "reason": "the CPU has native bf16 (avx512_bf16)"}
+    float32 = {"requested": "off", "used": "off", "reason": "set by train.amp"}
+    results = {
+        "softmax": [{"seed": 1, "machine": record, "amp": bf16}, {"seed": 2, "machine": record, "amp": bf16}],
+        "softmax_ccsc": [{"seed": 1, "machine": record, "amp": float32}, {}],
+    }
     line = real_tables.run_machines(results)
     assert line == (
-        "Runs measured on: Some CPU, 2 cores (1 usable, 1 torch threads), torch 2.14.1 (2 runs); "
-        "not recorded (results before 2026-12-07) (1 runs)."
+        "Runs measured on: Some CPU, 2 cores (1 usable, 1 torch threads), torch 2.14.1, bf16 (train.amp=auto) "
+        "(2 runs); Some CPU, 2 cores (1 usable, 1 torch threads), torch 2.14.1, float32 (train.amp=off) (1 runs); "
+        "not recorded (results before 2026-12-07), precision not recorded (1 runs)."
     )
     assert real_tables.run_machines({}) == "Runs measured on: no run finished."
 
@@ -649,17 +655,26 @@ def test_demo_screenshot_refuses_a_missing_checkpoint_before_serving(tmp_path, m
     assert "demo_screenshot.py: error:" in capsys.readouterr().err and not (tmp_path / "d.png").exists()
 
 
-def test_the_readmes_tables_rebuild_from_the_kept_results_on_a_clone_without_data(tmp_path, monkeypatch):
-    """docs/real_tables.md (pasted into the README) is what ``--report-only`` makes of the committed result.json
-    files alone: no runs folder, no checkpoints, no ../shared/data. Only the line naming the machine that wrote
-    the tables may differ."""
+@pytest.mark.parametrize(
+    ("records", "doc", "settings"),
+    [
+        (real_tables.RECORDS_DIR, "real_tables.md", []),  # the README's tables: the recipes as they are
+        ("benchmarks/results/real_tables_fp32", "real_tables_fp32.md", ["--set", "train.amp=off"]),  # float32 runs
+    ],
+)
+def test_the_readmes_tables_rebuild_from_the_kept_results_on_a_clone_without_data(
+    records, doc, settings, tmp_path, monkeypatch
+):
+    """docs/real_tables.md (pasted into the README) and the float32 set beside it are what ``--report-only`` makes
+    of the committed result.json files alone: no runs folder, no checkpoints, no ../shared/data. Only the line
+    naming the machine that wrote the tables may differ."""
     monkeypatch.chdir(tmp_path)  # ../shared/data is not beside this folder
     output = tmp_path / "tables.md"
-    argv = ["--report-only", "--runs-dir", str(tmp_path / "runs"), "--output", str(output)]
-    argv += ["--records-dir", str(REPO / real_tables.RECORDS_DIR), "--figure", str(tmp_path / "gap.png")]
+    argv = ["--report-only", *settings, "--runs-dir", str(tmp_path / "runs"), "--output", str(output)]
+    argv += ["--records-dir", str(REPO / records), "--figure", str(tmp_path / "gap.png")]
     assert real_tables.main(argv) == 0
 
     def tables(text: str) -> list[str]:
         return [line for line in text.splitlines() if not line.startswith("Tables written on")]
 
-    assert tables(output.read_text()) == tables((REPO / "docs" / "real_tables.md").read_text())
+    assert tables(output.read_text()) == tables((REPO / "docs" / doc).read_text())

@@ -26,9 +26,9 @@ from ccsc_plugin.serve.visualisation import gradcam_maps, intensity_maps, overla
 
 
 @pytest.fixture(scope="module")
-def feature_cache(tmp_path_factory) -> Path:
+def feature_cache(module_tmp) -> Path:
     """One feature cache for the module: each checkpoint's features of a set are computed once."""
-    return tmp_path_factory.mktemp("feature-cache")
+    return module_tmp("feature-cache")
 
 
 @pytest.fixture(scope="module")

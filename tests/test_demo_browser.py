@@ -52,10 +52,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(demo_checkpoints, tmp_path_factory):
+def served(demo_checkpoints, module_tmp):
     backend = DemoBackend(
         [str(demo_checkpoints["baseline"]), str(demo_checkpoints["ccsc"])],
-        cache_dir=tmp_path_factory.mktemp("browser-cache"),
+        cache_dir=module_tmp("browser-cache"),
         max_upload_bytes=UPLOAD_LIMIT,
     )
     app = demo_app().launch(backend, port=_free_port(), block=False)

@@ -19,9 +19,9 @@ QUERY = (DISPLAY_SIZE[1], DISPLAY_SIZE[0])  # the query view, unframed
 
 
 @pytest.fixture(scope="module")
-def backend(demo_checkpoints, tmp_path_factory) -> DemoBackend:
+def backend(demo_checkpoints, module_tmp) -> DemoBackend:
     weights = [str(demo_checkpoints["baseline"]), str(demo_checkpoints["ccsc"])]
-    return DemoBackend(weights, cache_dir=tmp_path_factory.mktemp("concurrency-cache"))
+    return DemoBackend(weights, cache_dir=module_tmp("concurrency-cache"))
 
 
 def _one_client(url: str, payload: bytes):

@@ -19,9 +19,9 @@ KEEP_ANSWERS = 2  # the server keeps the images of this many answers (small here
 
 
 @pytest.fixture(scope="module")
-def backend(demo_checkpoints, tmp_path_factory) -> DemoBackend:
+def backend(demo_checkpoints, module_tmp) -> DemoBackend:
     weights = [str(demo_checkpoints["baseline"]), str(demo_checkpoints["ccsc"])]
-    return DemoBackend(weights, cache_dir=tmp_path_factory.mktemp("uploads-cache"), max_upload_bytes=UPLOAD_LIMIT)
+    return DemoBackend(weights, cache_dir=module_tmp("uploads-cache"), max_upload_bytes=UPLOAD_LIMIT)
 
 
 def _person(seed: int) -> bytes:

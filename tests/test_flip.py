@@ -27,9 +27,9 @@ CLOSE = {"rtol": 1e-5, "atol": 1e-5}
 
 
 @pytest.fixture(scope="module")
-def images_and_mirrors(market_root, tmp_path_factory) -> tuple[list[Path], list[Path]]:
+def images_and_mirrors(market_root, module_tmp) -> tuple[list[Path], list[Path]]:
     """Four gallery crops (64 x 32, the checkpoint's input size: no resize) and their mirrors saved losslessly."""
-    folder = tmp_path_factory.mktemp("mirrors")
+    folder = module_tmp("mirrors")
     images = sorted(market_root.glob("market1501/*/bounding_box_test/0*.jpg"))[:4]
     mirrors = [folder / f"{path.stem}-mirror.png" for path in images]
     for path, target in zip(images, mirrors, strict=True):

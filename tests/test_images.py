@@ -93,8 +93,8 @@ def write_inputs(folder: Path) -> dict[str, tuple[Path, np.ndarray, int]]:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict[str, tuple[Path, np.ndarray, int]]:
-    return write_inputs(tmp_path_factory.mktemp("images"))
+def inputs(module_tmp) -> dict[str, tuple[Path, np.ndarray, int]]:
+    return write_inputs(module_tmp("images"))
 
 
 KINDS = [
@@ -232,8 +232,8 @@ def test_unreadable_files_are_named(inputs, tmp_path, content, error, message):
 
 
 @pytest.fixture(scope="module")
-def huge_png(tmp_path_factory) -> Path:
-    return write_huge_png(tmp_path_factory.mktemp("huge") / "huge.png")
+def huge_png(module_tmp) -> Path:
+    return write_huge_png(module_tmp("huge") / "huge.png")
 
 
 def test_a_huge_image_is_refused_from_its_header_before_decoding(huge_png, monkeypatch):

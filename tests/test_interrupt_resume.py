@@ -133,9 +133,9 @@ def test_first_signal_requests_a_stop_and_a_second_stops_at_once():
 
 
 @pytest.fixture(scope="module")
-def finished_run(market_root, tmp_path_factory) -> Path:
+def finished_run(market_root, module_tmp) -> Path:
     """A run folder of a finished 2-epoch run (checkpoints/epoch-002.pt and result.json), trained once."""
-    run = tmp_path_factory.mktemp("finished") / "run"
+    run = module_tmp("finished") / "run"
     torch.manual_seed(0)
     pipeline.train(load_config(BASE, run_overrides(market_root, run)))
     return run

@@ -19,11 +19,11 @@ def git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def checkout(tmp_path_factory) -> Path:
+def checkout(module_tmp) -> Path:
     """A clean clone of this project (its committed files only)."""
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("needs git and this project's checkout")
-    clone = tmp_path_factory.mktemp("clone") / "ccsc-reid"
+    clone = module_tmp("clone") / "ccsc-reid"
     git(REPO, "clone", "--quiet", "--no-hardlinks", str(REPO), str(clone))
     return clone
 

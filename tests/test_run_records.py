@@ -27,9 +27,9 @@ def set_args(overrides: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def market_labels(market_root, tmp_path_factory) -> Path:
+def market_labels(market_root, module_tmp) -> Path:
     """``labels.csv`` (path,pid,camid) over the generated Market tree's training images."""
-    folder = tmp_path_factory.mktemp("labels")
+    folder = module_tmp("labels")
     tree = market_root / "market1501" / "Market-1501-v15.09.15" / "bounding_box_train"
     with open(folder / "labels.csv", "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -21,8 +21,8 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("synthcam") / "set", SPEC, progress=False)
+def tree(module_tmp) -> Path:
+    return generate(module_tmp("synthcam") / "set", SPEC, progress=False)
 
 
 def _parse(folder: Path) -> list[tuple[int, int, str]]:

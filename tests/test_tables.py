@@ -37,10 +37,10 @@ def row(section: str, dataset: str, method: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def runs_dir(miniature_root, tmp_path_factory) -> Path:
+def runs_dir(miniature_root, module_tmp) -> Path:
     """Two short real training runs of shipped recipes on the miniature benchmarks."""
     root, _ = miniature_root
-    runs = tmp_path_factory.mktemp("runs")
+    runs = module_tmp("runs")
     tiny = [
         f"data.root={root}",
         "data.height=64",

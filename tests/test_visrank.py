@@ -169,9 +169,9 @@ def test_a_strip_frames_the_query_blue_and_matches_green_or_red_with_captions():
 
 
 @pytest.fixture(scope="module")
-def visrank_run(tiny_checkpoint, market_root, tmp_path_factory) -> dict:
+def visrank_run(tiny_checkpoint, market_root, module_tmp) -> dict:
     """``ccsc-reid test --visrank 100`` (more than the gallery: every valid match) with test.flip on."""
-    save_dir = tmp_path_factory.mktemp("visrank")
+    save_dir = module_tmp("visrank")
     args = ["--weights", str(tiny_checkpoint), *as_args([*tiny_run_overrides(market_root, save_dir), "test.flip=true"])]
     assert main(["test", BASE, *args, "--visrank", "100"]) == 0
     (result_path,) = (save_dir / "tests").glob("*.json")

@@ -57,15 +57,15 @@ def _as_set_options(overrides: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def wheel(module_tmp) -> Path:
     """The package's wheel, built without build isolation (offline) from a fresh copy of the sources."""
-    source = tmp_path_factory.mktemp("wheel-source")
+    source = module_tmp("wheel-source")
     for name in BUILD_INPUTS:
         if (REPO / name).is_dir():
             shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(REPO / name, source / name)
-    out = tmp_path_factory.mktemp("wheel")
+    out = module_tmp("wheel")
     pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", ".", "-w", str(out)]
     _run(pip_wheel, cwd=source)
     (built,) = out.glob("ccsc_reid-*.whl")
@@ -73,17 +73,17 @@ def wheel(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed(wheel, tmp_path_factory) -> Path:
+def installed(wheel, module_tmp) -> Path:
     """A folder holding the installed wheel (``pip install --target``), no dependencies."""
-    target = tmp_path_factory.mktemp("installed")
+    target = module_tmp("installed")
     _run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], cwd=REPO)
     return target
 
 
 @pytest.fixture(scope="module")
-def quickstart_runs(installed, tmp_path_factory) -> tuple[Path, str]:
+def quickstart_runs(installed, module_tmp) -> tuple[Path, str]:
     """The installed ``quickstart`` run at its smallest (TINY_QUICKSTART): its runs folder and its output."""
-    work = tmp_path_factory.mktemp("quickstart")
+    work = module_tmp("quickstart")
     runs = work / "runs" / "quickstart"
     overrides = [*TINY_QUICKSTART, f"data.root={work / 'data'}", f"data.save_dir={runs / 'ccsc'}"]
     done = _run_installed(installed, work, "ccsc_plugin", "quickstart", *_as_set_options(overrides))
