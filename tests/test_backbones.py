@@ -207,7 +207,7 @@ def test_one_epoch_trains_and_the_checkpoint_records_the_model(trained):
     model, cfg = model_from_checkpoint(state, origin=str(run))
     expected = _cfg([], *MODELS[case][0])
     assert cfg.model.name == expected.model.name and f"name: {expected.model.name}" in state["config"]
-    assert "backbone" not in state["config"]
+    assert "backbone:" not in state["config"]  # the old key; the run folder's path may say "backbones"
     rebuilt = model.state_dict()
     assert rebuilt.keys() == state["state_dict"].keys()
     assert all(torch.equal(rebuilt[key], value) for key, value in state["state_dict"].items())
